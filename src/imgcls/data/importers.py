@@ -1,0 +1,173 @@
+"""Readers that turn a user's dataset (folder tree, Vertex CSV/JSONL, Azure ML JSONL, our manifest) into rows.
+
+Rows are {uri, labels, split}; manifest.build() hashes and measures them.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import manifest
+from ..errors import DataError
+
+ML_USE = {"training": "train", "train": "train", "validation": "validation", "val": "validation",
+          "test": "test", "unassigned": None}
+SPLIT_DIRS = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+              "valid": "validation", "test": "test"}
+
+
+def detect_format(source: Path) -> str:
+    if source.is_dir():
+        return "folder"
+    name = source.name.lower()
+    if name.endswith(".csv"):
+        return "vertex-csv"
+    if name.endswith((".jsonl", ".json")):
+        with open(source, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    try:
+                        first = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise DataError(f"{source}:1: not JSON Lines", hint="each line must be one JSON object")
+                    if "imageGcsUri" in first:
+                        return "vertex-jsonl"
+                    if "image_url" in first:
+                        return "azureml-jsonl"
+                    if "uri" in first and "sha256" in first:
+                        return "manifest"
+                    break
+        raise DataError(f"cannot tell the format of {source}",
+                        hint="set dataset.format to vertex-jsonl, azureml-jsonl or manifest")
+    raise DataError(f"cannot tell the format of {source}: expected a folder, .csv or .jsonl",
+                    hint="set dataset.format in the config")
+
+
+def load(source: str, fmt: str = "auto", multilabel: bool = False, default_split: str | None = None) -> pd.DataFrame:
+    """Read a dataset source into a manifest (splits from the source kept, others None)."""
+    if "://" in source and not source.startswith("file://"):
+        raise DataError(f"dataset.source {source!r} is remote; give a local folder or import file",
+                        hint="import files may list gs:// images, but the file itself must be local")
+    path = Path(source.removeprefix("file://"))
+    if not path.exists():
+        raise DataError(f"dataset source not found: {path}", hint="check dataset.source in the config")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "manifest":
+        return manifest.read(path)
+    reader = {"folder": read_folder, "vertex-csv": read_vertex_csv, "vertex-jsonl": read_vertex_jsonl,
+              "azureml-jsonl": read_azureml_jsonl}[fmt]
+    rows = reader(path)
+    if default_split:
+        for row in rows:
+            row["split"] = row.get("split") or default_split
+    if not rows:
+        raise DataError(f"no images found in {path}",
+                        hint="a folder needs <label>/ sub-folders with images (.jpg, .png, …)")
+    if multilabel:
+        rows = merge_duplicates(rows)
+    return manifest.build(rows)
+
+
+def merge_duplicates(rows: list[dict]) -> list[dict]:
+    """Multilabel from folders: the same file under several label folders is one image with several labels."""
+    by_uri: dict[str, dict] = {}
+    for row in rows:
+        key = row["uri"] if "://" in row["uri"] else str(Path(row["uri"]).resolve())
+        if key in by_uri:
+            by_uri[key]["labels"] = sorted(set(by_uri[key]["labels"]) | set(row["labels"]))
+        else:
+            by_uri[key] = dict(row)
+    return list(by_uri.values())
+
+
+def read_folder(root: Path) -> list[dict]:
+    subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    if subdirs and all(d.name.lower() in SPLIT_DIRS for d in subdirs):
+        return [row for d in subdirs for row in _label_dirs(d, SPLIT_DIRS[d.name.lower()])]
+    return _label_dirs(root, None)
+
+
+def _label_dirs(root: Path, split: str | None) -> list[dict]:
+    rows = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            for f in sorted(entry.rglob("*")):
+                if f.is_file() and not f.name.startswith(".") and _looks_like_image(f):
+                    rows.append({"uri": str(f.resolve()), "labels": [entry.name], "split": split})
+        elif _looks_like_image(entry):
+            rows.append({"uri": str(entry.resolve()), "labels": [], "split": split})  # unlabelled: validate says so
+    return rows
+
+
+def _looks_like_image(path: Path) -> bool:
+    return path.suffix.lower() in manifest.IMAGE_SUFFIXES
+
+
+def _local(uri: str, base: Path) -> str:
+    if "://" in uri:
+        return uri
+    p = Path(uri)
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def read_vertex_csv(path: Path) -> list[dict]:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for n, rec in enumerate(csv.reader(fh), 1):
+            cells = [c.strip() for c in rec]
+            if not any(cells):
+                continue
+            split = None
+            if cells[0].lower() in ML_USE:
+                split, cells = ML_USE[cells[0].lower()], cells[1:]
+            if not cells or not cells[0]:
+                raise DataError(f"{path}:{n}: no image URI", hint="rows are [ML_USE,]GCS_URI,LABEL[,LABEL…]")
+            rows.append({"uri": _local(cells[0], path.parent), "labels": [c for c in cells[1:] if c],
+                         "split": split, "line": n})
+    return rows
+
+
+def read_vertex_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for n, rec in _jsonl(path):
+        uri = rec.get("imageGcsUri")
+        if not uri:
+            raise DataError(f"{path}:{n}: no 'imageGcsUri'", hint="see Vertex's image classification JSONL format")
+        annotations = rec.get("classificationAnnotations") or (
+            [rec["classificationAnnotation"]] if rec.get("classificationAnnotation") else [])
+        labels = [a.get("displayName") for a in annotations if a.get("displayName")]
+        ml_use = (rec.get("dataItemResourceLabels") or {}).get("aiplatform.googleapis.com/ml_use")
+        rows.append({"uri": _local(uri, path.parent), "labels": labels,
+                     "split": ML_USE.get(str(ml_use).lower()) if ml_use else None})
+    return rows
+
+
+def read_azureml_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for n, rec in _jsonl(path):
+        uri = rec.get("image_url")
+        if not uri:
+            raise DataError(f"{path}:{n}: no 'image_url'", hint="see Azure ML's image classification JSONL schema")
+        label = rec.get("label")
+        labels = label if isinstance(label, list) else ([label] if label not in (None, "") else [])
+        rows.append({"uri": _local(uri, path.parent), "labels": [str(l) for l in labels], "split": None})
+    return rows
+
+
+def _jsonl(path: Path):
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})", hint="each line must be one JSON object")
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object")
+            yield n, rec

@@ -1,0 +1,188 @@
+"""Offline checks of a manifest before anything is uploaded: always-on checks plus a provider's Limits.
+
+Each finding names the image and the fix. `clean()` drops what the findings say must go, never
+touching the user's files.
+"""
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from ..providers.base import Limits
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str          # "error" | "warning"
+    code: str
+    message: str
+    fix: str
+    files: tuple[str, ...] = ()
+    label: str | None = None
+    drop: tuple[str, ...] = ()   # uris --fix removes
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["files"], d["drop"] = list(self.files), list(self.drop)
+        return d
+
+
+def decode_error(uri: str) -> str | None:
+    """Why a local image cannot be used, or None. Decodes fully: truncated files fail here, not in training."""
+    if "://" in uri:
+        return None
+    try:
+        with open(uri, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    if not data:
+        return "empty file (0 bytes)"
+    try:
+        from PIL import Image
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except Exception as exc:
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def check(df: pd.DataFrame, limits: Limits, provider: str, multilabel: bool) -> list[Finding]:
+    found: list[Finding] = []
+    found += _unreadable(df)
+    found += _unlabelled(df, multilabel)
+    found += _duplicates(df)
+    found += _label_counts(df, limits, provider)
+    found += _limits(df, limits, provider)
+    return found
+
+
+def _unreadable(df: pd.DataFrame) -> list[Finding]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        errors = list(pool.map(decode_error, df["uri"]))
+    out = []
+    for uri, err in zip(df["uri"], errors):
+        if err is None:
+            continue
+        code = "empty-file" if err.startswith("empty") else ("missing-file" if "not found" in err else "corrupt-image")
+        out.append(Finding("error", code, f"{uri}: {err}",
+                           "replace or delete the file, or run `imgcls validate --fix` to leave it out",
+                           files=(uri,), drop=(uri,)))
+    return out
+
+
+def _unlabelled(df: pd.DataFrame, multilabel: bool) -> list[Finding]:
+    out = []
+    for uri, labels in zip(df["uri"], df["labels"]):
+        if not labels:
+            out.append(Finding("error", "no-label", f"{uri}: image has no label",
+                               "put it in a <label>/ folder or give it a label in the import file; --fix leaves it out",
+                               files=(uri,), drop=(uri,)))
+        elif not multilabel and len(labels) > 1:
+            out.append(Finding("error", "several-labels",
+                               f"{uri}: {len(labels)} labels ({', '.join(labels)}) in a multiclass task",
+                               "set `task: multilabel`, or keep one label per image; --fix leaves it out",
+                               files=(uri,), drop=(uri,)))
+    return out
+
+
+def _duplicates(df: pd.DataFrame) -> list[Finding]:
+    out = []
+    known = df[df["sha256"].notna()]
+    for sha, group in known.groupby("sha256", sort=True):
+        if len(group) < 2:
+            continue
+        uris = tuple(group["uri"])
+        splits = sorted(set(group["split"].dropna()))
+        labelsets = {tuple(l) for l in group["labels"]}
+        if len(splits) > 1:
+            out.append(Finding("error", "duplicate-across-splits",
+                               f"the same image is in {' and '.join(splits)}: {', '.join(uris)}",
+                               "an image must be in one split only; --fix keeps the first copy",
+                               files=uris, drop=uris[1:]))
+        elif len(labelsets) > 1:
+            out.append(Finding("error", "duplicate-conflicting-labels",
+                               f"the same image has different labels: {', '.join(uris)}",
+                               "delete all but one copy, with the right label; --fix keeps the first copy",
+                               files=uris, drop=uris[1:]))
+        else:
+            out.append(Finding("error", "duplicate", f"exact duplicate images: {', '.join(uris)}",
+                               "delete the extra copies (services reject or double-count them); "
+                               "--fix keeps the first copy", files=uris, drop=uris[1:]))
+    return out
+
+
+def _label_counts(df: pd.DataFrame, limits: Limits, provider: str) -> list[Finding]:
+    out = []
+    counts: dict[str, list[str]] = {}
+    for uri, labels in zip(df["uri"], df["labels"]):
+        for label in labels:
+            counts.setdefault(label, []).append(uri)
+    need = max(limits.min_images_per_label, 2)
+    for label, uris in sorted(counts.items()):
+        if len(uris) < need:
+            why = f"{provider} needs at least {limits.min_images_per_label}" if limits.min_images_per_label >= 2 \
+                else "a label needs images to train and to test on"
+            out.append(Finding("error", "too-few-images",
+                               f"label '{label}' has {len(uris)} image{'s' if len(uris) != 1 else ''}; {why}",
+                               f"add at least {need - len(uris)} more '{label}' images, or remove the label "
+                               "(--fix leaves its images out)", files=tuple(uris), label=label, drop=tuple(uris)))
+        if limits.max_label_length and len(label) > limits.max_label_length:
+            out.append(Finding("error", "label-too-long",
+                               f"label '{label}' is {len(label)} characters; {provider} allows {limits.max_label_length}",
+                               "rename the label folder (or the label in the import file)", label=label))
+    if limits.max_labels and len(counts) > limits.max_labels:
+        out.append(Finding("error", "too-many-labels", f"{len(counts)} labels; {provider} allows {limits.max_labels}",
+                           "merge or drop labels"))
+    if len(counts) == 1:
+        out.append(Finding("error", "one-label", "only one label: a classifier needs two or more",
+                           "add images of at least one more label"))
+    return out
+
+
+def _limits(df: pd.DataFrame, limits: Limits, provider: str) -> list[Finding]:
+    out = []
+    if limits.max_images and len(df) > limits.max_images:
+        out.append(Finding("error", "too-many-images", f"{len(df)} images; {provider} allows {limits.max_images}",
+                           "sample the dataset down"))
+    for row in df.itertuples(index=False):
+        if row.format and limits.formats and row.format not in limits.formats:
+            out.append(Finding("error", "format", f"{row.uri}: {row.format.upper()} is not accepted by {provider}",
+                               f"convert it to one of: {', '.join(f.upper() for f in limits.formats)}",
+                               files=(row.uri,), drop=(row.uri,)))
+        if limits.max_file_bytes and row.bytes and row.bytes > limits.max_file_bytes:
+            mb = limits.max_file_bytes / 1e6
+            if limits.downscales_large_files:
+                out.append(Finding("warning", "large-file",
+                                   f"{row.uri}: {row.bytes / 1e6:.1f} MB is over {provider}'s {mb:g} MB; "
+                                   "it will be re-encoded smaller before upload", "nothing to do", files=(row.uri,)))
+            else:
+                out.append(Finding("error", "large-file",
+                                   f"{row.uri}: {row.bytes / 1e6:.1f} MB is over {provider}'s {mb:g} MB limit",
+                                   "downscale or re-encode it", files=(row.uri,), drop=(row.uri,)))
+        if row.width and limits.min_side and min(row.width, row.height) < limits.min_side:
+            out.append(Finding("warning", "small-image",
+                               f"{row.uri}: {row.width}x{row.height} is below {provider}'s {limits.min_side} px; "
+                               "the service scales it up, which costs accuracy", "use larger images",
+                               files=(row.uri,)))
+        if row.width and limits.max_side and max(row.width, row.height) > limits.max_side:
+            out.append(Finding("warning" if limits.downscales_large_files else "error", "large-image",
+                               f"{row.uri}: {row.width}x{row.height} is over {provider}'s {limits.max_side} px",
+                               "downscale it", files=(row.uri,)))
+    return out
+
+
+def errors(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.level == "error"]
+
+
+def clean(df: pd.DataFrame, findings: list[Finding]) -> tuple[pd.DataFrame, list[str]]:
+    """The manifest without the images the findings drop; returns it and the dropped uris."""
+    drop = {u for f in findings if f.level == "error" for u in f.drop}
+    kept = df[~df["uri"].isin(drop)].reset_index(drop=True)
+    return kept, sorted(drop)

@@ -1,0 +1,69 @@
+"""The exception tree. Each class carries its exit code; messages say what, where, and what to do."""
+from __future__ import annotations
+
+
+class ImgclsError(Exception):
+    """Base of every error we raise on purpose. `hint` tells the user how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, **details):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+    def to_json(self) -> dict:
+        return {"error": type(self).__name__, "message": self.message, "hint": self.hint,
+                "exit_code": self.exit_code, **({"details": self.details} if self.details else {})}
+
+
+class UsageError(ImgclsError):
+    """Wrong command-line usage: unknown provider, bad option value."""
+    exit_code = 2
+
+
+class ConfigError(ImgclsError):
+    exit_code = 3
+
+
+class DataError(ImgclsError):
+    exit_code = 4
+
+
+class AuthError(ImgclsError):
+    exit_code = 5
+
+
+class ProviderError(ImgclsError):
+    """The service (or our local engine) failed to do what we asked."""
+    exit_code = 6
+
+
+class UnsupportedError(ImgclsError):
+    exit_code = 7
+
+
+class TimedOut(ImgclsError):
+    """We stopped waiting; the operation still runs and the run can be resumed with --run."""
+    exit_code = 8
+
+
+class QualityGateFailed(ImgclsError):
+    exit_code = 9
+
+
+class MissingDependency(UsageError):
+    """An optional extra is not installed."""
+
+    def __init__(self, provider: str, module: str):
+        super().__init__(
+            f"the '{provider}' provider needs the Python package '{module}', which is not installed",
+            hint=f"pip install 'imgcls[{provider}]'",
+        )
+
+
+EXIT_INTERRUPTED = 130

@@ -1,0 +1,1 @@
+"""Metrics computed locally from scores, so every provider is judged by the same code."""

@@ -1,0 +1,1 @@
+"""Backends behind one interface; see base.py and registry.py."""

@@ -1,0 +1,1 @@
+"""Azure ML AutoML for images: provider.py (our logic) and client.py (the only SDK import)."""

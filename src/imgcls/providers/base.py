@@ -1,0 +1,204 @@
+"""The provider interface: what every backend declares (Capabilities, Limits) and the steps it implements.
+
+The base class runs the shared steps — validate against Limits, record in the ledger, poll with a
+timeout, score the shared test split and compute our metrics locally — and calls a few vendor hooks.
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from ..errors import ProviderError, TimedOut, UnsupportedError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ..config import RunConfig
+    from ..progress import Progress
+    from ..runs import Run
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    multiclass: bool = True
+    multilabel: bool = True
+    deploy: bool = True
+    export: tuple[str, ...] = ()
+    batch_predict: bool = False
+    remote_uris: tuple[str, ...] = ()          # URI schemes it can reference without upload, e.g. ("gs",)
+    credentials: str = ""                      # where it looks for credentials, for `imgcls providers`
+    extra: str = ""                            # pip extra that installs its SDK
+    notice: str = ""                           # one line a user must know (e.g. "deprecated")
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_images_per_label: int = 1
+    max_labels: int | None = None
+    max_images: int | None = None
+    formats: tuple[str, ...] = ("jpeg", "png", "bmp", "gif", "webp", "tiff")
+    max_file_bytes: int | None = None          # per training image
+    downscales_large_files: bool = False       # True: bigger files are re-encoded client-side (warning only)
+    min_side: int | None = None                # smallest accepted image side in pixels
+    max_side: int | None = None
+    max_predict_bytes: int | None = None       # one prediction request's payload
+    max_batch_images: int | None = None        # per upload request
+    max_label_length: int | None = None
+
+
+# -- results: plain values every layer hands on; the same JSON under --json ---------------------
+
+@dataclass(frozen=True)
+class DatasetRef:
+    provider: str
+    id: str
+    images: int
+    labels: list[str]
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    provider: str
+    model_id: str | None
+    status: str                                 # "succeeded" | "running" | "failed"
+    seconds: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    provider: str
+    model_id: str | None
+    metrics: dict                               # ours, computed locally on the shared test split
+    service_metrics: dict | None = None         # what the vendor reports, as it reports it
+    gates: list[dict] = field(default_factory=list)
+    report: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    provider: str
+    endpoint: str                               # URL or resource name
+    status: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image: str
+    labels: list[str]                           # at or above the threshold (multiclass: at most the top one)
+    scores: dict[str, float]                    # label -> score, best first, top_k of them
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    found: bool
+    detail: str
+
+
+class Provider(ABC):
+    """One backend. Subclasses set the class attributes and implement the hooks below."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    limits: ClassVar[Limits]
+    poll_interval: ClassVar[float] = 5.0
+    # predict sets this when the run is deployed; only providers that can also score offline read it
+    prefer_endpoint: bool = False
+    # train --no-wait sets this: start the work and return; in-process engines start a worker instead
+    background: bool = False
+
+    def __init__(self, config: "RunConfig", run: "Run", progress: "Progress"):
+        self.config = config
+        self.run = run
+        self.progress = progress
+
+    # -- hooks every provider implements ----------------------------------------------------
+    @classmethod
+    def check_credentials(cls, config: "RunConfig | None") -> CredentialStatus:
+        """Whether credentials are found, without calling the service."""
+        return CredentialStatus(True, "none needed")
+
+    @abstractmethod
+    def upload(self, manifest: "pd.DataFrame", labels: list[str]) -> DatasetRef:
+        """Put the (validated) dataset where the service can train on it; record what it creates."""
+
+    @abstractmethod
+    def start_training(self, dataset: DatasetRef) -> dict:
+        """Start training; record the operation in the ledger before returning its description."""
+
+    @abstractmethod
+    def poll_training(self, operation: dict) -> tuple[str, dict]:
+        """One look at a training operation: ("running"|"succeeded"|"failed", details incl. model_id)."""
+
+    @abstractmethod
+    def deploy_model(self, model: TrainResult) -> Deployment:
+        """Make the model answer predictions; record the endpoint."""
+
+    @abstractmethod
+    def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
+        """Label -> score for each image, through the deployed model (or the offline artifact)."""
+
+    @abstractmethod
+    def delete(self, resource: dict) -> None:
+        """Delete one ledger resource; a resource already gone is not an error."""
+
+    # -- optional hooks ---------------------------------------------------------------------
+    def service_metrics(self, model: TrainResult) -> dict | None:
+        return None
+
+    def export(self, model: TrainResult, dest: Path) -> list[Path]:
+        raise UnsupportedError(f"the {self.name} provider cannot export models",
+                               hint="see `imgcls providers` for which providers export")
+
+    def ensure_scoring(self, model: TrainResult) -> None:
+        """Called before evaluate scores the test split; cloud providers deploy if they must."""
+
+    # -- shared steps -----------------------------------------------------------------------
+    def wait(self, look: Callable[[], tuple[str, dict]], what: str, timeout: float | None,
+             resume_hint: str) -> tuple[str, dict]:
+        """Poll `look` until it is no longer running, or raise TimedOut (the run stays resumable)."""
+        start = time.monotonic()
+        interval = min(self.poll_interval, 1.0)
+        while True:
+            state, details = look()
+            if state != "running":
+                return state, details
+            elapsed = time.monotonic() - start
+            if timeout is not None and elapsed >= timeout:
+                raise TimedOut(f"{what} still running after {elapsed:.0f} s", hint=resume_hint)
+            self.progress.status(f"{what}: {details.get('status', 'running')} ({elapsed:.0f} s)")
+            sleep = interval if timeout is None else min(interval, max(0.05, timeout - elapsed))
+            time.sleep(sleep)
+            interval = min(interval * 1.5, self.poll_interval)
+
+    def score_all(self, images: list[bytes], names: list[str], labels: list[str],
+                  batch: int = 16) -> "np.ndarray":
+        """Scores as an (n, L) matrix in `labels` order; a label the model never returned scores 0."""
+        import numpy as np
+
+        out = np.zeros((len(images), len(labels)), dtype=np.float64)
+        index = {l: i for i, l in enumerate(labels)}
+        for start in range(0, len(images), batch):
+            chunk = self.score(images[start:start + batch], names[start:start + batch])
+            if len(chunk) != len(images[start:start + batch]):
+                raise ProviderError(f"{self.name} returned {len(chunk)} predictions for "
+                                    f"{len(images[start:start + batch])} images")
+            for row, scores in enumerate(chunk, start):
+                for label, s in scores.items():
+                    if label in index:
+                        out[row, index[label]] = float(s)
+            self.progress.advance("scoring", min(start + batch, len(images)), len(images))
+        return out
+
+
+def as_dict(result: Any) -> dict:
+    from ..runs import to_jsonable
+    return to_jsonable(result)

@@ -1,0 +1,1 @@
+"""Azure Custom Vision: provider.py (our logic) and client.py (the only SDK import)."""

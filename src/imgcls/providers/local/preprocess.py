@@ -1,0 +1,124 @@
+"""Image decoding and the deterministic preprocessing shared by training, export and serving.
+
+Pillow + numpy only, so that predicting and serving need neither torch nor torchvision.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from imgcls.errors import DataError
+
+# The TF EfficientNet-Lite weights were trained on (x - 127) / 128 in 0..255 units; we keep
+# mean/std in 0..1 units like every other framework, so those are 127/255 and 128/255.
+LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
+LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects: shorter side resized to `resize`, center crop `size`, then normalised.
+
+    `mean` and `std` are per RGB channel in 0..1 pixel units: x = (pixel / 255 - mean) / std.
+    """
+
+    size: int
+    resize: int
+    mean: tuple[float, float, float] = LITE_MEAN
+    std: tuple[float, float, float] = LITE_STD
+    layout: str = "NCHW"
+
+    @classmethod
+    def for_input(cls, size: int) -> "Preprocessing":
+        # TF's EfficientNet eval pipeline crops size/(size+32) of the shorter side (CROP_PADDING=32).
+        return cls(size=size, resize=size + 32)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Preprocessing":
+        data = json.loads(text)
+        return cls(size=int(data["size"]), resize=int(data["resize"]), mean=tuple(data["mean"]),
+                   std=tuple(data["std"]), layout=data.get("layout", "NCHW"))
+
+    def apply(self, img: Image.Image) -> np.ndarray:
+        return to_array(img, self.size, self.mean, self.std, resize=self.resize)
+
+
+def load_image(path_or_bytes, draft_size: int | None = None) -> Image.Image:
+    """Decode to RGB with the EXIF orientation applied; DataError naming the file when it can't.
+
+    `draft_size` lets the JPEG decoder downscale by 1/2..1/8 while decoding (much faster on big
+    photos); the result is never smaller than `draft_size` on its shorter side.
+    """
+    is_bytes = isinstance(path_or_bytes, (bytes, bytearray, memoryview))
+    name = "<bytes>" if is_bytes else str(path_or_bytes)
+    try:
+        src = io.BytesIO(path_or_bytes) if is_bytes else open(path_or_bytes, "rb")
+    except OSError as exc:
+        raise DataError(f"cannot read image {name}: {exc.strerror or exc}", path=name) from None
+    try:
+        with src, Image.open(src) as img:
+            if draft_size and img.format == "JPEG":
+                _draft(img, draft_size)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return img if img.mode == "RGB" else _to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {name}: {exc}", hint="is it a JPEG/PNG/WebP/BMP image?",
+                        path=name) from None
+
+
+def _draft(img: Image.Image, size: int) -> None:
+    # draft() keeps the image at least as large as asked on both sides, so ask for the aspect
+    # ratio that makes the shorter side `size`.
+    w, h = img.size
+    scale = size / min(w, h)
+    if scale < 1:
+        img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    # Transparent pixels become white rather than whatever colour hides under alpha 0.
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_shorter(img: Image.Image, shorter: int) -> Image.Image:
+    w, h = img.size
+    scale = shorter / min(w, h)
+    new = (max(shorter, round(w * scale)), max(shorter, round(h * scale)))
+    return img if new == (w, h) else img.resize(new, Image.BICUBIC, reducing_gap=3.0)
+
+
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def normalize(pixels: np.ndarray, mean, std) -> np.ndarray:
+    """HWC uint8 -> CHW float32, (pixel / 255 - mean) / std."""
+    scale = np.float32(1 / 255) / np.asarray(std, np.float32)
+    shift = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
+    out = pixels.astype(np.float32) * scale - shift
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def to_array(img: Image.Image, size: int, mean, std, resize: int | None = None) -> np.ndarray:
+    """Resize the shorter side to `resize` (default size*8/7), center-crop `size`, normalise: (3,H,W)."""
+    img = center_crop(resize_shorter(img, resize or round(size * 8 / 7)), size)
+    return normalize(np.asarray(img, dtype=np.uint8), mean, std)
+
+
+def read_preprocessing(artifact_dir: Path) -> Preprocessing:
+    return Preprocessing.from_json((Path(artifact_dir) / "preprocessing.json").read_text())

@@ -1,0 +1,269 @@
+"""The `local` provider: our CPU engine behind the common interface — train, ONNX export, HTTP endpoint.
+
+Training runs in this process (Ctrl-C keeps a checkpoint; the next `train --run` resumes it) or, with
+--no-wait, in a background worker whose status file the ledger points at.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ...errors import DataError, ProviderError, UsageError
+from ...runs import write_json
+from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
+
+
+class LocalProvider(Provider):
+    name = "local"
+    capabilities = Capabilities(multiclass=True, multilabel=True, deploy=True, export=("onnx",),
+                                batch_predict=True, credentials="none needed", extra="local")
+    limits = Limits(min_images_per_label=2, formats=("jpeg", "png", "bmp", "gif", "webp", "tiff"),
+                    max_file_bytes=50_000_000, max_predict_bytes=8 * 1024 * 1024)
+    poll_interval = 1.0
+
+    @classmethod
+    def check_credentials(cls, config) -> CredentialStatus:
+        return CredentialStatus(True, "none needed")
+
+    # -- paths --------------------------------------------------------------------------------
+    @property
+    def workdir(self) -> Path:
+        return self.run.file("work")
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.run.file("artifacts", "model")
+
+    @property
+    def cache_dir(self) -> Path:
+        env = os.environ.get("IMGCLS_CACHE")
+        return Path(env) if env else self.run.path.parent.parent / "cache"
+
+    # -- dataset ------------------------------------------------------------------------------
+    def upload(self, manifest, labels) -> DatasetRef:
+        # Nothing to upload: the images stay where they are; the manifest in the run is the dataset.
+        digest = hashlib.sha256("\n".join(sorted(f"{s}:{sp}" for s, sp in zip(manifest["sha256"], manifest["split"])))
+                                .encode()).hexdigest()[:16]
+        return DatasetRef("local", f"manifest-{digest}", int(len(manifest)), labels,
+                          extra={"manifest": str(self.run.file("manifest.jsonl"))})
+
+    # -- training -----------------------------------------------------------------------------
+    def start_training(self, dataset: DatasetRef) -> dict:
+        op_id = f"{self.run.id}-train"
+        self.run.file("work", "status.json").unlink(missing_ok=True)
+        if self.background:
+            return self._start_worker(op_id)
+        return self.run.record_operation("train", op_id, mode="in-process")
+
+    def _start_worker(self, op_id: str) -> dict:
+        log = self.run.file("train.log")
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.worker", str(self.run.path)],
+                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.run.record("process", f"pid:{proc.pid}", pid=proc.pid, role="training", log=str(log))
+        return self.run.record_operation("train", op_id, mode="worker", pid=proc.pid, log=str(log))
+
+    def poll_training(self, operation: dict) -> tuple[str, dict]:
+        status_file = self.run.file("work", "status.json")
+        pid = operation.get("pid")
+        if pid and _alive(pid) and pid != os.getpid():
+            return "running", _read_json(status_file) or {"status": "training in the background"}
+        done = _read_json(status_file) or {}
+        if done.get("state") == "failed":
+            return "failed", done
+        if done.get("state") == "succeeded" and self.artifact_dir.joinpath("model.onnx").exists():
+            return "succeeded", done
+        return self.train_here()
+
+    def train_here(self) -> tuple[str, dict]:
+        """Train (or resume) in this process, export to ONNX, write the status file."""
+        from ...data import manifest as manifest_mod
+        from . import export, train
+
+        df = manifest_mod.read(self.run.file("manifest.jsonl"))
+        labels = self.run.step("import")["labels"]
+        items = {s: [(u, h, list(l)) for u, h, l, sp in zip(df["uri"], df["sha256"], df["labels"], df["split"])
+                     if sp == s] for s in ("train", "validation")}
+        preset = self.config.train.preset
+        self.progress.log(f"training '{preset}' on {len(items['train'])} images "
+                          f"(validation {len(items['validation'])}), budget {self.config.train.budget_minutes:g} min")
+        started = time.monotonic()
+        info = train.train(items["train"], items["validation"], labels, multilabel=self.config.multilabel,
+                           preset=preset, budget_minutes=self.config.train.budget_minutes,
+                           workdir=self.workdir, cache_dir=self.cache_dir, seed=self.config.split.seed,
+                           progress=self.progress, backbone=self.config.local.backbone)
+        export.export_onnx(self.workdir, self.artifact_dir, labels, self.config.multilabel)
+        details = {"state": "succeeded", "model_id": str(self.artifact_dir),
+                   "seconds": round(info.get("seconds", time.monotonic() - started), 1), **info}
+        write_json(self.run.file("work", "status.json"), details)
+        return "succeeded", details
+
+    # -- deploy -------------------------------------------------------------------------------
+    def deploy_model(self, model: TrainResult) -> Deployment:
+        self._require_model()
+        dep = self.config.deploy
+        running = self._live_server()
+        if running:
+            return Deployment("local", running["url"], "serving", extra={"pid": running["pid"]})
+        port = dep.port or _free_port(dep.host)
+        if not _port_free(dep.host, port):
+            raise UsageError(f"port {port} on {dep.host} is in use",
+                             hint="pass --port N (or deploy.port in the config), or stop what uses it")
+        url = f"http://{dep.host}:{port}"
+        if not dep.detach:
+            return self._serve_foreground(dep.host, port, url)
+        log = self.run.file("serve.log")
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.serve", str(self.artifact_dir),
+                                     "--host", dep.host, "--port", str(port)],
+                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.run.record("server", f"pid:{proc.pid}", pid=proc.pid, url=url, port=port, log=str(log))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ProviderError(f"the model server exited with code {proc.returncode}",
+                                    hint=f"see {log}")
+            if _healthy(url):
+                return Deployment("local", url, "serving", extra={"pid": proc.pid, "log": str(log)})
+            time.sleep(0.2)
+        raise ProviderError(f"the model server did not answer {url}/health within 60 s", hint=f"see {log}")
+
+    def _serve_foreground(self, host: str, port: int, url: str) -> Deployment:
+        from . import serve
+        self.run.record("server", f"pid:{os.getpid()}", pid=os.getpid(), url=url, port=port, foreground=True)
+        self.progress.log(f"serving {url} (POST /predict, GET /health) — Ctrl-C stops")
+        res = self.run.resource("server")
+        try:
+            serve.serve(self.artifact_dir, host, port)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.run.mark_deleted(res, "stopped")
+        return Deployment("local", url, "stopped")
+
+    def _live_server(self) -> dict | None:
+        for res in self.run.resources("server"):
+            if _alive(res.get("pid")) and _healthy(res["url"]):
+                return res
+        return None
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
+        if self.prefer_endpoint:
+            server = self._live_server()
+            if server is None:
+                raise ProviderError(f"the run's model server is not running",
+                                    hint=f"`imgcls deploy --detach --run {self.run.id}` starts it")
+            return self._score_http(server["url"], images, names)
+        return self._score_offline(images, names)
+
+    def _score_offline(self, images, names):
+        from .predict import OnnxClassifier
+        self._require_model()
+        if getattr(self, "_clf", None) is None:
+            self._clf = OnnxClassifier(self.artifact_dir)
+        probs = self._clf.predict_images(images, batch_size=self.config.local.batch_size, tta=self.config.local.tta)
+        return [dict(zip(self._clf.labels, map(float, row))) for row in probs]
+
+    def _score_http(self, url, images, names):
+        body = json.dumps({"instances": [{"content": base64.b64encode(b).decode()} for b in images],
+                           "parameters": {"confidenceThreshold": 0.0, "maxPredictions": 100000}}).encode()
+        req = urllib.request.Request(url + "/predict", data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                answer = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            message = exc.read().decode(errors="replace")[:300]
+            if exc.code == 400:
+                raise DataError(f"the endpoint rejected the images: {message}", hint="check the image files")
+            raise ProviderError(f"the endpoint answered {exc.code}: {message}")
+        except (urllib.error.URLError, OSError) as exc:
+            raise ProviderError(f"cannot reach the endpoint {url}: {exc}", hint="is the server still running?")
+        return [dict(zip(p["displayNames"], p["confidences"])) for p in answer["predictions"]]
+
+    # -- teardown and export ------------------------------------------------------------------
+    def delete(self, resource: dict) -> None:
+        pid = resource.get("pid")
+        if resource["kind"] in ("server", "process") and pid and _alive(pid) and _is_ours(pid):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+
+    def export(self, model: TrainResult, dest: Path) -> list[Path]:
+        self._require_model()
+        dest = Path(dest)
+        shutil.copytree(self.artifact_dir, dest, dirs_exist_ok=True)
+        return sorted(dest.iterdir())
+
+    def _require_model(self) -> None:
+        if not self.artifact_dir.joinpath("model.onnx").exists():
+            raise UsageError(f"run {self.run.id} has no exported model", hint=f"`imgcls train --run {self.run.id}`")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _is_ours(pid) -> bool:
+    """Only stop a process that is an imgcls server or worker (a pid can be reused after a reboot)."""
+    try:
+        return b"imgcls" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return sys.platform != "linux"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
