@@ -418,6 +418,86 @@ def init(state: State, path, provider, source, force):
                                                                   f"`imgcls validate -c {target}`"))
 
 
+@main.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--runs-dir", default=".imgcls/runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Compare on the shared test images even if the splits differ.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Also write an HTML table here.")
+@click.pass_obj
+@handle_errors
+def compare(state: State, runs, runs_dir, force, html_out):
+    """Compare evaluated runs (any providers) on the same test images."""
+    from . import api
+    result = api.compare(list(runs), runs_dir, force)
+    if html_out:
+        from .runs import atomic_write
+        atomic_write(Path(html_out), render_compare_html(result))
+        result["html"] = html_out
+    emit(state, result, render_compare)
+
+
+def _compare_lines(result: dict) -> list[list[str]]:
+    head = ["run", "provider", "accuracy", "precision", "recall", "macro f1", "log loss", "train s"]
+    rows = [[r["name"], r.get("provider") or "", _f(r["accuracy"]), _f(r["micro_precision"]),
+             _f(r["micro_recall"]), _f(r["macro_f1"]), _f(r["log_loss"]),
+             "n/a" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"] for r in result["table"]]
+    return [head, *rows]
+
+
+def render_compare(result: dict) -> None:
+    lines = _compare_lines(result)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    for row in lines:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+    click.echo(f"\n{result['n_images']} shared test images{' (forced)' if result.get('forced') else ''}; "
+               f"baseline {result['baseline']}")
+    for p in result["pairwise"]:
+        m = p["mcnemar"]
+        click.echo(f"  {p['name']} vs baseline: accuracy difference {p['accuracy_diff']:+.4f} "
+                   f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] ({p['confidence']:.0%} bootstrap CI); "
+                   f"McNemar p = {m['p_value']:.4g} ({m['b01']} vs {m['b10']} discordant)")
+    for name, deltas in result["per_label_f1_delta"].items():
+        shown = ", ".join(f"{l} {d:+.3f}" for l, d in deltas.items() if d is not None)
+        click.echo(f"  F1 change, {name}: {shown}")
+
+
+def render_compare_html(result: dict) -> str:
+    import html
+    lines = _compare_lines(result)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in lines[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in lines[1:])
+    pairs = "".join(f"<li>{html.escape(p['name'])}: {p['accuracy_diff']:+.4f} [{p['ci_low']:+.4f}, "
+                    f"{p['ci_high']:+.4f}], McNemar p = {p['mcnemar']['p_value']:.4g}</li>"
+                    for p in result["pairwise"])
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>imgcls compare</title>"
+            f"<link rel='icon' href='data:,'><style>body{{font-family:sans-serif}}td,th{{padding:4px 10px;"
+            f"border-bottom:1px solid #ddd;text-align:left}}</style></head><body><h1>Run comparison</h1>"
+            f"<table><tr>{head}</tr>{body}</table><p>{result['n_images']} shared test images.</p>"
+            f"<ul>{pairs}</ul></body></html>")
+
+
+@main.command()
+@click.argument("run_id", required=False)
+@click.option("--runs-dir", default=".imgcls/runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--open", "open_it", is_flag=True, help="Open it in the browser, when there is one.")
+@click.pass_obj
+@handle_errors
+def report(state: State, run_id, runs_dir, open_it):
+    """Print the path of a run's HTML report (the latest evaluated run by default)."""
+    from . import api
+    path = api.report_path(run_id, runs_dir)
+    opened = False
+    if open_it:
+        import webbrowser
+        try:
+            opened = webbrowser.open(path.resolve().as_uri())
+        except webbrowser.Error:
+            opened = False
+        if not opened:
+            state.progress.log("no browser found here; open the file by hand")
+    emit(state, {"report": str(path), "opened": opened}, lambda v: click.echo(str(path)))
+
+
 @main.group()
 def config():
     """Config helpers."""

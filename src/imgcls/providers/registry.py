@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.util
 from importlib.metadata import entry_points
@@ -25,8 +26,14 @@ def register(name: str, cls: type) -> None:
     _registered[name] = cls
 
 
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> tuple:
+    # Scanning every installed distribution's metadata is the slow part of start-up: do it once.
+    return tuple(entry_points(group=GROUP))
+
+
 def names() -> list[str]:
-    found = {ep.name for ep in entry_points(group=GROUP)}
+    found = {ep.name for ep in _entry_points()}
     return sorted(found | set(_registered))
 
 
@@ -89,5 +96,5 @@ def describe(config=None) -> list[dict]:
 
 
 def _load_entry_point(name: str):
-    (ep,) = [ep for ep in entry_points(group=GROUP) if ep.name == name]
+    (ep,) = [ep for ep in _entry_points() if ep.name == name]
     return ep.load()

@@ -178,6 +178,14 @@ def put_deployment(fake: Any, request: Request, match: Any) -> Response:
     sku = body.get("sku") or {"name": "Default", "capacity": 1}
     if int(sku.get("capacity", 1)) < 1:
         return error(400, "UserError", "Instance count must be at least 1.", inner="BadArgument")
+    # what the service fills in when the request leaves it out
+    props.setdefault("scaleSettings", {"scaleType": "Default"})
+    props.setdefault("requestSettings", {"requestTimeout": "PT5S", "maxConcurrentRequestsPerInstance": 1})
+    for probe in ("livenessProbe", "readinessProbe"):
+        props.setdefault(probe, {"initialDelay": "PT10M", "period": "PT10S", "timeout": "PT2S",
+                                 "successThreshold": 1, "failureThreshold": 30})
+    props.setdefault("appInsightsEnabled", False)
+    props.setdefault("egressPublicNetworkAccess", "Enabled")
     existing = fake.state.deployments.get((endpoint, name))
     props["provisioningState"] = "Updating" if existing else "Creating"
     resource = fake.workspace.resource(f"onlineEndpoints/{endpoint}/deployments", name, props,

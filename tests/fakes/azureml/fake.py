@@ -162,6 +162,9 @@ class FakeAzureML:
         fault = self.faults.take(request)
         if fault:
             return fault
+        if host == "azuremlschemasprod.azureedge.net":
+            # DataOperations validates an mltable asset against this schema; any object passes this one
+            return Response(200, {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"})
         if first == "endpoints":                           # scoring: checks its own key
             return endpoints.score(self, request)
         if first == "discovery":

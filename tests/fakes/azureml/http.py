@@ -5,6 +5,7 @@ so each resource module reads like the REST reference it imitates.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import socket
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .tls import PROXIED_HOSTS
 
 
 @dataclass
@@ -196,6 +199,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_CONNECT(self) -> None:
         # HTTPS_PROXY support: the SDK's own uploads go to https://{account}.blob.core.windows.net,
         # a host no setting redirects; tunnelled through here they land in the blob fake.
+        host = self.path.split(":")[0].lower()
+        if not any(fnmatch.fnmatch(host, pattern) for pattern in PROXIED_HOSTS):
+            # refuse at once: a test must not wait on, or reach, the internet
+            self.send_response(403, "The fake only proxies " + ", ".join(PROXIED_HOSTS))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200, "Connection Established")
         self.end_headers()
         self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)

@@ -90,10 +90,10 @@ class Workspace:
         return (sub == self.subscription_id and rg.lower() == self.resource_group.lower()
                 and ws.lower() == self.name.lower())
 
-    def resource(self, kind: str, name: str, properties: dict, **extra: Any) -> dict:
+    def resource(self, collection: str, name: str, properties: dict, **extra: Any) -> dict:
         """The ARM envelope around a workspace child resource."""
-        return {"id": f"{self.id}/{kind}/{name}", "name": name,
-                "type": f"{PROVIDER}/workspaces/{kind}", "systemData": system_data(),
+        return {"id": f"{self.id}/{collection}/{name}", "name": name,
+                "type": f"{PROVIDER}/workspaces/{collection.split('/')[-2 if '/' in collection else 0]}", "systemData": system_data(),
                 "properties": properties, **extra}
 
 

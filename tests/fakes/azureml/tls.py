@@ -14,9 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-# Besides the loopback names, the certificate also covers the blob hosts the SDK builds from the
-# datastore's account name, so a CONNECT proxy can serve them too (see blob.py).
-DNS_NAMES = ["localhost", "*.blob.core.windows.net", "*.dfs.core.windows.net"]
+# Besides the loopback names, the certificate covers the hosts the fake serves as HTTPS_PROXY: the blob
+# hosts the SDK builds from the datastore's account name, and the host of the MLTable JSON schema the
+# SDK downloads before registering an mltable asset.
+PROXIED_HOSTS = ["*.blob.core.windows.net", "azuremlschemasprod.azureedge.net"]
+DNS_NAMES = ["localhost", *PROXIED_HOSTS]
 
 
 def _name(common_name: str) -> x509.Name:
@@ -26,8 +28,8 @@ def _name(common_name: str) -> x509.Name:
 def make_certificates(directory: str) -> tuple[str, str, str]:
     """Write ca.pem, server.pem and server-key.pem into `directory`; return their paths.
 
-    A separate CA (rather than one self-signed leaf) because OpenSSL 3 rejects a leaf that is
-    its own issuer when it also carries serverAuth-only usage in some configurations.
+    A CA plus a leaf rather than one self-signed certificate: the trusted file is then a proper CA,
+    which strict X.509 verification (the default from Python 3.13) insists on.
     """
     now = datetime.datetime.now(datetime.timezone.utc)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=7)

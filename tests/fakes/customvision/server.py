@@ -318,6 +318,17 @@ class FakeCustomVision:
     def fail_next_training(self, details: str = "Training failed: injected fault.") -> None:
         self.training_failures.append(details)
 
+    def finish_pending(self) -> None:
+        """End every running training and export now, whatever train/export_seconds said."""
+        with self.lock:
+            now = time.time()
+            for project in self.state.projects.values():
+                for iteration in project.iterations.values():
+                    iteration.ready_at = min(iteration.ready_at, now)
+                    for export in iteration.exports:
+                        export.ready_at = min(export.ready_at, now)
+            self.state.advance(now)
+
     def start(self) -> "FakeCustomVision":
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-customvision",
                                         daemon=True)

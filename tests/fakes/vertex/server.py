@@ -222,14 +222,17 @@ class FakeVertex:
 
     def _route(self, req: Request) -> Response:
         known_path = False
+        # Object names arrive percent-encoded and may hold "/"; Vertex names may hold "%40" for "@".
+        path = req.path if req.path.startswith(("/storage/", "/upload/", "/download/")) else unquote(req.path)
         for method, pattern, handler in self._routes:
-            m = pattern.fullmatch(req.path)
+            m = pattern.fullmatch(path)
             if not m:
                 continue
             known_path = True
             if method != req.method:
                 continue
-            groups = {k: unquote(v) for k, v in m.groupdict().items() if v is not None}
+            groups = {k: unquote(v) if path is req.path else v
+                      for k, v in m.groupdict().items() if v is not None}
             try:
                 with self.state.lock:
                     self._check_scope(groups)
