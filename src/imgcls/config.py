@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -95,16 +95,28 @@ class VertexConfig(Section):
 
 
 class CustomVisionConfig(Section):
-    training_endpoint: Optional[str] = None
-    training_key: Optional[str] = None
-    prediction_endpoint: Optional[str] = None
-    prediction_key: Optional[str] = None
-    prediction_resource_id: Optional[str] = None
+    # Keys are excluded from dumps (the run folder's config.yaml, `config show`) and hidden from repr.
+    training_endpoint: Optional[str] = Field(None, description="https://<resource>.cognitiveservices.azure.com; "
+                                                               "unset: $VISION_TRAINING_ENDPOINT.")
+    training_key: Optional[SecretStr] = Field(None, exclude=True, repr=False,
+                                              description="Write ${VISION_TRAINING_KEY}; unset: $VISION_TRAINING_KEY. "
+                                                          "Never written to the run folder.")
+    prediction_endpoint: Optional[str] = Field(None, description="unset: $VISION_PREDICTION_ENDPOINT.")
+    prediction_key: Optional[SecretStr] = Field(None, exclude=True, repr=False,
+                                                description="Write ${VISION_PREDICTION_KEY}; unset: $VISION_PREDICTION_KEY.")
+    prediction_resource_id: Optional[str] = Field(None, description="Azure resource id of the prediction resource, "
+                                                                    "needed to publish; unset: $VISION_PREDICTION_RESOURCE_ID.")
     project_name: Optional[str] = Field(None, description="Defaults to the config name.")
+    project_id: Optional[str] = Field(None, description="Train in this existing project (`imgcls down` never deletes "
+                                                        "it); unset: the run creates its own project.")
     domain: str = Field("General [A2]", description="Domain name, e.g. 'General [A2]' or 'General (compact)'.")
-    training_type: Literal["Regular", "Advanced"] = "Regular"
-    publish_name: Optional[str] = None
-    export_platforms: list[str] = Field(default_factory=list, description="e.g. [ONNX, TensorFlow] (compact domains).")
+    training_type: Optional[Literal["Regular", "Advanced"]] = Field(
+        None, description="Unset: from train.preset (quick: Regular; best: Advanced with train.node_hours).")
+    publish_name: Optional[str] = Field(None, description="Defaults to <name>-<run short id>.")
+    export_platforms: list[str] = Field(default_factory=list, description="e.g. [ONNX, TensorFlow] (compact domains); "
+                                                                          "`imgcls export` defaults to ONNX.")
+    retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or failed (5xx, dropped "
+                                                     "connection) call, honouring Retry-After.")
 
 
 class AzureMLConfig(Section):

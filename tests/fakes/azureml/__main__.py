@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
+import sys
 import threading
 
 from .fake import FakeAzureML
@@ -17,6 +19,8 @@ def main() -> None:
     parser.add_argument("--workspace", default="ws")
     parser.add_argument("--job-seconds", type=float, default=5.0)
     args = parser.parse_args()
+    # SIGTERM (kill, timeout) leaves through the with-block too, so the certificate directory goes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with FakeAzureML(args.subscription_id, args.resource_group, args.workspace, host=args.host,
                      port=args.port, job_seconds=args.job_seconds) as fake:
         print(f"Fake Azure ML workspace at {fake.url}", flush=True)
@@ -26,7 +30,8 @@ def main() -> None:
         print("Export these before starting Python:")
         for key, value in fake.env().items():
             print(f"export {key}={shlex.quote(value)}")
-        print("Any credential works, e.g. tests.fakes.azureml.FakeCredential(). Ctrl-C stops.", flush=True)
+        print("Then: MLClient(tests.fakes.azureml.FakeCredential(), subscription_id, resource_group, workspace)"
+              " - any bearer token is accepted. Ctrl-C stops.", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -15,9 +15,10 @@ import itertools
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any, Iterator
+from typing import Any
 from xml.sax.saxutils import escape
 
 from .http import Request, Response

@@ -222,10 +222,10 @@ def get_logs(fake: Any, request: Request, match: Any) -> Response:
     found = fake.state.deployments.get((match["endpoint"], match["name"]))
     if not found:
         return not_found("Deployment", match["name"])
-    lines = [f"Instance status: SystemSetup: Succeeded, UserContainerImagePull: Succeeded, "
-             f"ModelDownload: Succeeded, UserContainerStart: Succeeded",
-             f"Deployment {match['name']} on {found['properties'].get('instanceType')} "
-             f"x{found['sku'].get('capacity', 1)}: model {found['properties'].get('model')}",
+    lines = [("Instance status: SystemSetup: Succeeded, UserContainerImagePull: Succeeded, "
+              "ModelDownload: Succeeded, UserContainerStart: Succeeded"),
+             (f"Deployment {match['name']} on {found['properties'].get('instanceType')} "
+              f"x{found['sku'].get('capacity', 1)}: model {found['properties'].get('model')}"),
              "Scoring server listening on port 5001"]
     tail = int((request.json() or {}).get("tail") or len(lines))
     return Response(200, {"content": "\n".join(lines[-tail:]) + "\n"})
@@ -271,7 +271,7 @@ def score(fake: Any, request: Request) -> Response:
         for item in (request.json() or {})["input_data"]["data"]:
             scores = model.predict(_decode_image(item))
             results.append({"probs": [scores[label] for label in model.labels], "labels": list(model.labels)})
-    except Exception as exc:  # the scoring script rejects what it cannot read, whatever the reason
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # bad JSON, bad base64, not an image
         return Response(400, {"error": "Expected {'input_data': {'columns': ['image'], 'data': [<base64 image>, "
                               f"...]}}: {exc!r}"}, {"azureml-model-deployment": deployment})
     return Response(200, results, {"azureml-model-deployment": deployment})

@@ -41,14 +41,17 @@ class FakeAzureML:
 
     job_seconds: how long a job stays NotStarted/Running before it trains and completes.
     lro_polls: how many status polls a create/delete reports InProgress before Succeeded.
-    retry_after: the Retry-After the fake sends on LROs (azure-core parses floats; the real
-        service sends whole seconds, and "0" makes the SDK fall back to its 5-30 s default).
+    poll_seconds: the wait the fake asks LRO pollers for. Whole seconds go out as Retry-After, as
+        the service sends them; fractions as retry-after-ms, which azure-core also honours - the
+        generated clients parse Retry-After of a 202 as an int, so "0.1" there would break them,
+        and "0" makes azure-core fall back to its own 5-30 s interval.
+    trials: HyperDrive trials per AutoML job.
     """
 
     def __init__(self, subscription_id: str = "00000000-0000-0000-0000-000000000000",
                  resource_group: str = "rg", workspace: str = "ws", *, location: str = "eastus",
                  storage_account: str = "fakeimgclsstore", host: str = "127.0.0.1", port: int = 0,
-                 job_seconds: float = 1.0, lro_polls: int = 1, retry_after: str = "1",
+                 job_seconds: float = 1.0, lro_polls: int = 1, poll_seconds: float = 1.0,
                  trials: int = 2) -> None:
         self.workspace = Workspace(subscription_id, resource_group, workspace, location, storage_account,
                                    container=f"azureml-blobstore-{subscription_id[:8]}")
@@ -60,8 +63,8 @@ class FakeAzureML:
         self.requests: list[LoggedRequest] = []
         self.job_seconds = job_seconds
         self.lro_polls = lro_polls
-        self.retry_after = retry_after
-        self.trials = trials                  # HyperDrive trials per AutoML job
+        self.poll_seconds = poll_seconds
+        self.trials = trials
         self._failures: list[str] = []
         self._failures_lock = threading.Lock()
         self._host, self._port = host, port
@@ -73,7 +76,7 @@ class FakeAzureML:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> "FakeAzureML":
+    def start(self) -> FakeAzureML:
         self._dir = tempfile.mkdtemp(prefix="fake-azureml-")
         self.ca_file, cert_file, key_file = make_certificates(self._dir)
         self._server, _ = start_server(self._host, self._port, self.dispatch, cert_file, key_file)
@@ -91,10 +94,10 @@ class FakeAzureML:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> "FakeAzureML":
+    def __enter__(self):  # -> FakeAzureML
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- what tests use ----------------------------------------------------------------------
@@ -127,6 +130,11 @@ class FakeAzureML:
             env["HTTPS_PROXY"] = f"http://{self._host}:{self.port}"
             env["NO_PROXY"] = f"{self._host},localhost"
         return env
+
+    def poll_headers(self) -> dict[str, str]:
+        if float(self.poll_seconds).is_integer() and self.poll_seconds >= 1:
+            return {"Retry-After": str(int(self.poll_seconds))}
+        return {"retry-after-ms": str(max(1, int(self.poll_seconds * 1000)))}
 
     def credential(self) -> FakeCredential:
         return FakeCredential()

@@ -13,9 +13,10 @@ import ssl
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .tls import PROXIED_HOSTS
@@ -78,7 +79,7 @@ class Router:
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(pattern + r"/?$", re.IGNORECASE), handler))
 
-    def find(self, method: str, path: str) -> tuple[Handler, "re.Match[str]"] | None:
+    def find(self, method: str, path: str) -> tuple[Handler, re.Match[str]] | None:
         for m, pattern, handler in self.routes:
             if m == method:
                 match = pattern.match(path)
@@ -90,19 +91,20 @@ class Router:
 @dataclass
 class Fault:
     method: str
-    path_regex: "re.Pattern[str]"
+    path_regex: re.Pattern[str]
     status: int
     times: int
     headers: dict[str, str]
     body: Any
 
 
+_FAULT_CODES = {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
+                503: "ServiceUnavailable", 504: "GatewayTimeout", 401: "AuthenticationFailed",
+                403: "AuthorizationFailed", 404: "NotFound", 409: "Conflict"}
+
+
 class Faults:
     """Answers chosen requests with an error a number of times before letting them through."""
-
-    _codes = {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
-              503: "ServiceUnavailable", 504: "GatewayTimeout", 401: "AuthenticationFailed",
-              403: "AuthorizationFailed", 404: "NotFound", 409: "Conflict"}
 
     def __init__(self) -> None:
         self._faults: list[Fault] = []
@@ -133,7 +135,7 @@ class Faults:
                     f.times -= 1
                     if f.body is not None:
                         return Response(f.status, f.body, dict(f.headers))
-                    code = self._codes.get(f.status, "InjectedFault")
+                    code = _FAULT_CODES.get(f.status, "InjectedFault")
                     return error(f.status, code, f"Injected fault: {code}.", headers=f.headers)
         return None
 
@@ -149,9 +151,9 @@ class LoggedRequest:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep the test output quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _serve(self) -> None:
@@ -170,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             response = self.server.dispatch(request)
-        except Exception as exc:  # a bug in the fake must show up as a 500 the test can see, not a hang
+        except Exception as exc:  # noqa: BLE001 - a bug in the fake must be a 500 the test sees, not a hang
             traceback.print_exc()
             response = error(500, "InternalServerError", f"fake crashed: {exc!r}")
         payload = response.payload()
@@ -261,6 +263,8 @@ def start_server(host: str, port: int, dispatch: Callable[[Request], Response], 
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_file, key_file)
     server = _Server((host, port), dispatch, tls)
-    thread = threading.Thread(target=server.serve_forever, name="fake-azureml", daemon=True)
+    # a short poll interval: shutdown() waits for it, once per test
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="fake-azureml", daemon=True)
     thread.start()
     return server, thread

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..toymodel import ToyModel
+from ..toymodel import ToyModel, is_image
 from .http import Request, Response, error, not_found
 from .state import PROVIDER, now_iso, start_operation, system_data
 from .workspace import WS, page
@@ -26,10 +26,9 @@ from .workspace import WS, page
 HISTORY = r"/history/v1\.0" + WS
 MLFLOW = r"/mlflow/v[12]\.0" + WS + r"/api/2\.0/mlflow"
 TERMINAL = {"Completed", "Failed", "Canceled"}
-# primaryMetric as the job body spells it -> the metric name the runs log
-PRIMARY_METRICS = {"Accuracy": "accuracy", "IOU": "iou", "PrecisionScoreWeighted": "precision_score_weighted",
-                   "AUCWeighted": "AUC_weighted", "AverageScore": "accuracy",
-                   "NormMacroRecall": "norm_macro_recall"}
+# primaryMetric as the job body spells it -> the metric the runs log; the fake ranks trials by accuracy
+# for the primary metrics it does not compute (AUCWeighted, PrecisionScoreWeighted, ...)
+PRIMARY_METRICS = {"Accuracy": "accuracy", "IOU": "iou"}
 ARTIFACT_CONTAINER = "azureml"          # the workspaceartifactstore's container
 
 
@@ -113,9 +112,14 @@ def _finish(fake: Any, run: Run) -> None:
         return
     multilabel = run.task.get("taskType") == "ImageClassificationMultilabel"
     metric = PRIMARY_METRICS.get(run.task.get("primaryMetric") or "", "iou" if multilabel else "accuracy")
+    if metric == "iou" and not multilabel:
+        metric = "accuracy"
     hd = _child(fake, run, f"{run.name}_HD", {"runTemplate": "HyperDrive", "primary_metric_config": json.dumps(
         {"name": metric, "goal": "maximize"})})
-    model_name = (run.task.get("modelSettings") or {}).get("modelName") or "seresnext"
+    # trial i tries the i-th model the settings or the search space name (choice('a','b') strings)
+    model_names = [m for space in run.task.get("searchSpace") or []
+                   for m in re.findall(r"'([^']+)'", space.get("modelName") or "")]
+    model_names = model_names or [(run.task.get("modelSettings") or {}).get("modelName") or "seresnext"]
     best: Run | None = None
     for i in range(max(1, fake.trials)):
         # trial 0 sees every training image, later ones a thinning subset, so trials differ
@@ -123,16 +127,17 @@ def _finish(fake: Any, run: Run) -> None:
         model = ToyModel(multilabel).fit(subset)
         trial = _child(fake, hd, f"{run.name}_HD_{i}", {"runTemplate": "automl_child"})
         trial.metrics = _metrics(model, valid, multilabel)
-        trial.params = {"model_name": model_name, "number_of_epochs": "15"}
-        trial.properties["score"] = str(trial.metrics.get(metric, trial.metrics["accuracy"]))
+        model_name = model_names[i % len(model_names)]
+        trial.params = {"model_name": model_name}
+        trial.properties["score"] = str(trial.metrics[metric])
         trial.properties["hyperparameters"] = json.dumps({"model_name": model_name})
         trial.model = model
         _write_mlflow_model(fake, trial)
-        if best is None or trial.metrics.get(metric, 0) > best.metrics.get(metric, 0):
+        if best is None or trial.metrics[metric] > best.metrics[metric]:
             best = trial
     assert best is not None
     hd.properties["best_child_run_id"] = best.name      # HyperDrive's own property for the best trial
-    hd.metrics = {metric: best.metrics.get(metric, 0.0)}
+    hd.metrics = {metric: best.metrics[metric]}
     run.tags["automl_best_child_run_id"] = best.name    # what the samples read from the parent
     run.metrics = dict(best.metrics)
     run.properties["score"] = best.properties["score"]
@@ -150,7 +155,7 @@ def _child(fake: Any, parent: Run, name: str, properties: dict[str, str]) -> Run
 
 def _metrics(model: ToyModel, examples: list[tuple[bytes, list[str]]], multilabel: bool) -> dict[str, float]:
     if not examples:
-        return {"accuracy": 0.0}
+        return {"accuracy": 0.0, "iou": 0.0}
     truths = [set(labels) for _, labels in examples]
     scores = [model.predict(data) for data, _ in examples]
     if multilabel:
@@ -249,6 +254,8 @@ def _read_mltable(fake: Any, uri: str, target: str) -> list[tuple[bytes, list[st
                     image = _read_blob(fake, *resolve_path(fake, row["image_url"]))
                 except (ValueError, KeyError) as exc:
                     raise DataProblem(f"{name} line {n}: {exc!r}") from exc
+                if not is_image(image):
+                    raise DataProblem(f"{name} line {n}: {row['image_url']} is not an image.")
                 examples.append((image, labels if isinstance(labels, list) else [labels]))
     if not examples:
         raise DataProblem(f"The MLTable at {uri} yields no rows.")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .http import Request, Response
 
@@ -109,8 +110,7 @@ def start_operation(fake: Any, request: Request, finish: Callable[[], None], *, 
             f"/locations/{ws.location}")
     query = f"?api-version={request.api_version}&type=async"
     headers = {"Azure-AsyncOperation": f"{base}/mfeOperationsStatus/{op.id}{query}",
-               "x-ms-async-operation-timeout": "PT1H",
-               "Retry-After": fake.retry_after}
+               "x-ms-async-operation-timeout": "PT1H", **fake.poll_headers()}
     if location:
         headers["Location"] = f"{base}/mfeOperationResults/{op.id}{query}"
     return Response(status, body, headers)
@@ -126,7 +126,7 @@ def operation_status(fake: Any, request: Request, match: Any) -> Response:
                             "startTime": now_iso()}
     if op.error:
         body["error"] = op.error
-    headers = {"Retry-After": fake.retry_after} if op.status == "InProgress" else {}
+    headers = fake.poll_headers() if op.status == "InProgress" else {}
     return Response(200, body, headers)
 
 
@@ -140,5 +140,5 @@ def operation_result(fake: Any, request: Request, match: Any) -> Response:
     if op.status == "InProgress":
         return Response(202, None, {"Location": fake.workspace.base_url + request.path + "?"
                                     + "&".join(f"{k}={v}" for k, v in request.query.items()),
-                                    "Retry-After": fake.retry_after})
+                                    **fake.poll_headers()})
     return Response(200, None)

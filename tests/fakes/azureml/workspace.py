@@ -186,6 +186,9 @@ def put_version(fake: Any, request: Request, match: Any) -> Response:
     else:
         if not props.get("dataUri"):
             return error(400, "UserError", "dataUri is required.", inner="BadArgument")
+        if props.get("dataType") == "uri_folder" and not props["dataUri"].endswith("/"):
+            # the service stores folders with a trailing slash; the AutoML notebooks append file names to it
+            props["dataUri"] += "/"
     props.setdefault("isArchived", False)
     props.setdefault("isAnonymous", False)
     props["provisioningState"] = "Succeeded"

@@ -8,10 +8,18 @@ import time
 
 from tests.fakes.customvision.server import fetch_image_url, routes
 from tests.fakes.customvision.state import (
-    MAX_BATCH_IMAGES, MAX_BATCH_TAGS, MAX_TAKE, MAX_TRAINING_IMAGE_BYTES, Image, Project, ServiceError,
-    bad_request, inspect_image, new_id, not_found)
-
-MAX_IMAGES_PER_PROJECT = 100_000  # S0 tier
+    MAX_BATCH_IMAGES,
+    MAX_BATCH_TAGS,
+    MAX_TAKE,
+    MAX_TRAINING_IMAGE_BYTES,
+    Image,
+    Project,
+    ServiceError,
+    bad_request,
+    inspect_image,
+    new_id,
+    not_found,
+)
 
 
 def _create(fake, project: Project, entries: list[tuple], batch_tags: list[str], metadata: dict):
@@ -32,14 +40,14 @@ def _create(fake, project: Project, entries: list[tuple], batch_tags: list[str],
     results = []
     for source, data, entry_tags in entries:
         tag_ids = list(dict.fromkeys(batch_tags + entry_tags))
-        status, image = _create_one(project, data, tag_ids, metadata)
+        status, image = _create_one(project, data, tag_ids, metadata, fake.max_images_per_project)
         results.append({"sourceUrl": source, "status": status,
                         "image": project.image_json(image, fake.url) if image else None})
     ok = all(r["status"] == "OK" for r in results)
     return (200 if ok else 207), {"isBatchSuccessful": ok, "images": results}
 
 
-def _create_one(project: Project, data: bytes | None, tag_ids: list[str], metadata: dict):
+def _create_one(project: Project, data: bytes | None, tag_ids: list[str], metadata: dict, quota: int):
     if data is None:
         return "ErrorSource", None
     if any(t not in project.tags for t in tag_ids):
@@ -53,7 +61,7 @@ def _create_one(project: Project, data: bytes | None, tag_ids: list[str], metada
     duplicate = project.find_duplicate(data)
     if duplicate is not None:
         return "OKDuplicate", duplicate
-    if len(project.images) >= MAX_IMAGES_PER_PROJECT:
+    if len(project.images) >= quota:
         return "ErrorLimitExceed", None
     now = time.time()
     image = Image(new_id(), data, width, height, now, {t: now for t in tag_ids}, dict(metadata or {}))

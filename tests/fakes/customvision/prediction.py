@@ -7,8 +7,16 @@ from urllib.parse import unquote
 
 from tests.fakes.customvision.server import fetch_image_url, routes
 from tests.fakes.customvision.state import (
-    MAX_PREDICTION_IMAGE_BYTES, Iteration, Project, ServiceError, bad_request, inspect_image, iso, new_id,
-    not_found)
+    MAX_PREDICTION_IMAGE_BYTES,
+    Iteration,
+    Project,
+    ServiceError,
+    bad_request,
+    inspect_image,
+    iso,
+    new_id,
+    not_found,
+)
 
 
 def _predict(project: Project, iteration: Iteration, data: bytes | None, store: bool,

@@ -1,18 +1,21 @@
 """The HTTP side of the fake: routing, key checks, fault injection and the FakeCustomVision object
-tests start; the routes themselves live in training.py, images.py and prediction.py."""
+tests start; the routes themselves live in training.py, images.py, export.py and prediction.py."""
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 import sys
 import threading
 import time
 import traceback
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.customvision.state import ServiceError, State, bad_request
@@ -106,7 +109,7 @@ def fetch_image_url(url: str, limit: int) -> bytes | None:
     try:
         with opener.open(url, timeout=5) as response:
             return response.read(limit + 1)
-    except Exception:
+    except (OSError, ValueError, http.client.HTTPException):
         return None
 
 
@@ -124,7 +127,7 @@ def routes(api: str, table: list[tuple]) -> list[Route]:
     out = []
     for method, template, handler, *rest in table:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        out.append(Route(method, re.compile(_PREFIXES[api] + regex + "/?$", re.I), handler, api,
+        out.append(Route(method, re.compile(_PREFIXES[api] + regex + "/?$", re.IGNORECASE), handler, api,
                          rest[0] if rest else True))
     return out
 
@@ -138,6 +141,7 @@ class Fault:
     headers: dict[str, str]
     body: Any
     delay: float
+    after: int = 0  # let this many matching requests through first
     hits: int = 0
 
 
@@ -149,8 +153,11 @@ class Faults:
         self._faults: list[Fault] = []
 
     def add(self, method: str, path_regex: str, status: int, times: int | None = 1,
-            headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0) -> Fault:
-        fault = Fault(method.upper(), re.compile(path_regex), status, times, dict(headers or {}), body, delay)
+            headers: dict[str, str] | None = None, body: Any = None, delay: float = 0.0,
+            after: int = 0) -> Fault:
+        """`after`: the first `after` matching requests pass untouched (e.g. fail the 2nd upload batch)."""
+        fault = Fault(method.upper(), re.compile(path_regex), status, times, dict(headers or {}), body, delay,
+                      after)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -169,6 +176,9 @@ class Faults:
             for fault in self._faults:
                 if (fault.times is None or fault.times > 0) and fault.method in ("*", method) \
                         and fault.pattern.search(path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     fault.hits += 1
                     if fault.times is not None:
                         fault.times -= 1
@@ -190,13 +200,14 @@ class LoggedRequest:
     path: str
     query: dict[str, str]
     status: int = 0
+    body: bytes = b""  # what the client sent, for golden files of our request payloads
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # the SDK keeps connections alive; every answer carries a length
-    server: "_Server"
+    server: _Server
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+    def log_message(self, format, *args):
         if self.server.fake.verbose:
             super().log_message(format, *args)
 
@@ -225,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = re.sub(r"/+", "/", parts.path)  # endpoints copied with a trailing slash give "//"
         query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
         body = self._read_body()
-        logged = LoggedRequest(self.command, path, query)
+        logged = LoggedRequest(self.command, path, query, body=body)
         fake.requests.append(logged)
 
         fault = fake.faults.take(self.command, path)
@@ -233,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
             if fault.status == 0:
                 self.close_connection = True
-                self.connection.shutdown(2)
+                self.connection.shutdown(socket.SHUT_RDWR)
                 return
             payload = fault.body if fault.body is not None else fault_body(fault.status)
             logged.status = fault.status
@@ -246,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = (e.status, {"error": {"code": str(e.status), "message": e.message}}, None, e.reason)
         except ServiceError as e:
             reply = (e.status, {"code": e.code, "message": e.message})
-        except Exception as e:  # a bug in the fake: answer like the service's 500 and show it
+        except Exception as e:  # noqa: BLE001 - a bug in the fake: answer like the service's 500
             traceback.print_exc(file=sys.stderr)
             reply = (500, {"code": "ErrorUnknown", "message": f"{type(e).__name__}: {e}"})
         logged.status = reply[0]
@@ -274,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    fake: "FakeCustomVision"
+    fake: FakeCustomVision
 
 
 class FakeCustomVision:
@@ -288,7 +299,7 @@ class FakeCustomVision:
                  prediction_resource_id: str = DEFAULT_PREDICTION_RESOURCE_ID, host: str = "127.0.0.1",
                  port: int = 0, train_seconds: float = 0.2, export_seconds: float = 0.2,
                  verbose: bool = False):
-        from tests.fakes.customvision import images, prediction, training  # they import this module
+        from tests.fakes.customvision import export, images, prediction, training  # they import this module
 
         self.training_key, self.prediction_key = training_key, prediction_key
         self.prediction_resource_id = prediction_resource_id
@@ -299,7 +310,8 @@ class FakeCustomVision:
         self.requests: list[LoggedRequest] = []
         self.lock = threading.RLock()
         self.training_failures: list[str] = []  # error details for the next trainings to fail
-        self._routes = training.ROUTES + images.ROUTES + prediction.ROUTES
+        self.max_images_per_project = 100_000  # the S0 quota; lower it to see ErrorLimitExceed
+        self._routes = training.ROUTES + images.ROUTES + export.ROUTES + prediction.ROUTES
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -329,7 +341,7 @@ class FakeCustomVision:
                         export.ready_at = min(export.ready_at, now)
             self.state.advance(now)
 
-    def start(self) -> "FakeCustomVision":
+    def start(self) -> FakeCustomVision:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-customvision",
                                         daemon=True)
         self._thread.start()
@@ -341,7 +353,7 @@ class FakeCustomVision:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeCustomVision":
+    def __enter__(self) -> FakeCustomVision:  # noqa: PYI034 - typing.Self needs 3.11, we support 3.10
         return self.start()
 
     def __exit__(self, *exc) -> None:

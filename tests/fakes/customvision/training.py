@@ -1,16 +1,22 @@
-"""Training API routes of the fake: domains, projects, tags, training, iterations, performance,
-publishing and export. Images have their own module (images.py)."""
+"""Training API routes of the fake: domains, projects, tags, training, iterations, performance and
+publishing. Images (images.py) and export (export.py) have their own modules."""
 from __future__ import annotations
 
-import io
-import json
 import time
-import zipfile
 
 from tests.fakes.customvision.server import routes
 from tests.fakes.customvision.state import (
-    DOMAINS, DOMAINS_BY_ID, EXPORT_FLAVORS, GENERAL_DOMAIN_ID, MIN_IMAGES_PER_TAG, Export, Iteration,
-    Project, Tag, bad_request, new_id, not_found)
+    DOMAINS,
+    DOMAINS_BY_ID,
+    GENERAL_DOMAIN_ID,
+    MIN_IMAGES_PER_TAG,
+    Iteration,
+    Project,
+    Tag,
+    bad_request,
+    new_id,
+    not_found,
+)
 from tests.fakes.toymodel import ToyModel
 
 MAX_TAGS_PER_PROJECT = 500  # S0 tier
@@ -18,7 +24,7 @@ MAX_ITERATIONS_PER_PROJECT = 20  # S0 tier; the provider must delete old iterati
 TAG_TYPES = ("Regular", "Negative", "GeneralProduct")
 
 
-def _canonical(value: str | None, allowed, code: str, what: str) -> str | None:
+def canonical(value: str | None, allowed, code: str, what: str) -> str | None:
     """The service matches enum values case-insensitively and answers with their canonical spelling."""
     if value is None:
         return None
@@ -28,7 +34,7 @@ def _canonical(value: str | None, allowed, code: str, what: str) -> str | None:
     raise bad_request(code, f"Unknown {what} '{value}'.")
 
 
-def _iteration(project: Project, iteration_id: str) -> Iteration:
+def iteration_of(project: Project, iteration_id: str) -> Iteration:
     iteration = project.iterations.get(iteration_id.lower())
     if iteration is None:
         raise not_found("NotFoundIteration", f"Iteration not found: {iteration_id}")
@@ -62,7 +68,7 @@ def _settings(domain_id: str | None, classification_type: str | None, platforms:
     if domain is None:
         raise bad_request("BadRequestProjectUnknownDomain", f"Unknown domain id '{domain_id}'.")
     if domain.type == "Classification":
-        classification_type = _canonical(classification_type or "Multiclass", ("Multiclass", "Multilabel"),
+        classification_type = canonical(classification_type or "Multiclass", ("Multiclass", "Multilabel"),
                                          "BadRequestProjectUnknownClassification", "classification type")
     else:
         classification_type = None
@@ -131,7 +137,7 @@ def get_tags(fake, req, project_id):
     project = fake.state.project(project_id)
     iteration_id = req.arg("iterationId")
     if iteration_id:
-        iteration = _iteration(project, iteration_id)
+        iteration = iteration_of(project, iteration_id)
         return 200, [t.to_json(sum(1 for _, tids in iteration.examples if t.id in tids))
                      for t in iteration.tags.values()]
     return 200, [t.to_json(project.tag_image_count(t.id)) for t in project.tags.values()]
@@ -147,7 +153,7 @@ def _check_tag_name(project: Project, name: str | None, tag_id: str | None = Non
 
 
 def _check_tag_type(project: Project, tag_type: str | None, tag_id: str | None = None) -> str:
-    tag_type = _canonical(tag_type or "Regular", TAG_TYPES, "BadRequestTagType", "tag type")
+    tag_type = canonical(tag_type or "Regular", TAG_TYPES, "BadRequestTagType", "tag type")
     if tag_type == "Negative" and any(t.type == "Negative" and t.id != tag_id for t in project.tags.values()):
         raise bad_request("BadRequestMultipleNegativeTag", "A project can only have one negative tag.")
     return tag_type
@@ -169,7 +175,7 @@ def get_tag(fake, req, project_id, tag_id):
     project = fake.state.project(project_id)
     iteration_id = req.arg("iterationId")
     if iteration_id:
-        iteration = _iteration(project, iteration_id)
+        iteration = iteration_of(project, iteration_id)
         tag = iteration.tags.get(tag_id.lower())
         if tag is None:
             raise not_found("NotFoundTag", f"Tag not found: {tag_id}")
@@ -203,7 +209,7 @@ def train_project(fake, req, project_id):
     project = fake.state.project(project_id)
     if any(it.status == "Training" for it in project.iterations.values()):
         raise bad_request("BadRequestTrainingAlreadyInProgress", "Training already in progress.")
-    training_type = _canonical(req.arg("trainingType", "Regular"), ("Regular", "Advanced"),
+    training_type = canonical(req.arg("trainingType", "Regular"), ("Regular", "Advanced"),
                                "BadRequestInvalid", "training type")
     budget = int(req.number("reservedBudgetInHours", 0))
     if training_type == "Advanced" and budget < 1:
@@ -263,12 +269,12 @@ def get_iterations(fake, req, project_id):
 
 
 def get_iteration(fake, req, project_id, iteration_id):
-    return 200, _iteration(fake.state.project(project_id), iteration_id).to_json()
+    return 200, iteration_of(fake.state.project(project_id), iteration_id).to_json()
 
 
 def update_iteration(fake, req, project_id, iteration_id):
     project = fake.state.project(project_id)
-    iteration = _iteration(project, iteration_id)
+    iteration = iteration_of(project, iteration_id)
     name = ((req.json() or {}).get("name") or "").strip()
     if not name:
         raise bad_request("BadRequestIterationName", "Iteration name cannot be empty.")
@@ -280,7 +286,7 @@ def update_iteration(fake, req, project_id, iteration_id):
 
 def delete_iteration(fake, req, project_id, iteration_id):
     project = fake.state.project(project_id)
-    iteration = _iteration(project, iteration_id)
+    iteration = iteration_of(project, iteration_id)
     if iteration.publish_name:
         raise bad_request("BadRequestIterationIsPublished",
                           f"Cannot delete iteration '{iteration.name}': it is published as "
@@ -303,7 +309,7 @@ def _average_precision(pairs: list[tuple[float, bool]]) -> float:
 
 
 def get_iteration_performance(fake, req, project_id, iteration_id):
-    iteration = _iteration(fake.state.project(project_id), iteration_id)
+    iteration = iteration_of(fake.state.project(project_id), iteration_id)
     if iteration.status != "Completed":
         raise bad_request("BadRequestIterationIsNotTrained", f"Iteration '{iteration.name}' is not trained.")
     threshold = req.number("threshold", 0.5)
@@ -332,7 +338,7 @@ def get_iteration_performance(fake, req, project_id, iteration_id):
 
 def publish_iteration(fake, req, project_id, iteration_id):
     project = fake.state.project(project_id)
-    iteration = _iteration(project, iteration_id)
+    iteration = iteration_of(project, iteration_id)
     name, resource_id = req.arg("publishName"), req.arg("predictionId")
     if not name:
         raise bad_request("BadRequestInvalidPublishName", "Publish name cannot be empty.")
@@ -355,77 +361,12 @@ def publish_iteration(fake, req, project_id, iteration_id):
 
 
 def unpublish_iteration(fake, req, project_id, iteration_id):
-    iteration = _iteration(fake.state.project(project_id), iteration_id)
+    iteration = iteration_of(fake.state.project(project_id), iteration_id)
     if not iteration.publish_name:
         raise bad_request("BadRequestIterationNotPublished", f"Iteration '{iteration.name}' is not published.")
     iteration.publish_name = iteration.publish_resource_id = None
     iteration.last_modified = time.time()
     return 204, None
-
-
-# --- export --------------------------------------------------------------------------------------
-
-def _export_json(export: Export, base_url: str) -> dict:
-    uri = f"{base_url}/_fake/exports/{export.token}" if export.status == "Done" else None
-    return {"platform": export.platform, "status": export.status, "downloadUri": uri,
-            "flavor": export.flavor, "newerVersionAvailable": False}
-
-
-def _export_zip(project: Project, iteration: Iteration, platform: str, flavor: str | None) -> bytes:
-    # Not a real ONNX/TensorFlow/... model: the package carries the toy model the fake predicts
-    # with, so a test can load it and check the export gives the same answers as the endpoint.
-    model = iteration.model.to_dict()
-    model["labels"] = [iteration.tags[t].name for t in model["labels"]]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("labels.txt", "\n".join(model["labels"]) + "\n")
-        zf.writestr("toymodel.json", json.dumps(model))
-        zf.writestr("manifest.json", json.dumps({
-            "platform": platform, "flavor": flavor, "projectId": project.id, "iterationId": iteration.id,
-            "domainId": iteration.domain_id, "fake": "tests.fakes.customvision"}))
-    return buf.getvalue()
-
-
-def get_exports(fake, req, project_id, iteration_id):
-    iteration = _iteration(fake.state.project(project_id), iteration_id)
-    return 200, [_export_json(e, req.base_url) for e in iteration.exports]
-
-
-def export_iteration(fake, req, project_id, iteration_id):
-    project = fake.state.project(project_id)
-    iteration = _iteration(project, iteration_id)
-    if iteration.status == "Training":
-        raise bad_request("BadRequestExportWhileTraining", "Cannot export while the iteration is training.")
-    if iteration.status != "Completed":
-        raise bad_request("BadRequestIterationIsNotTrained", f"Iteration '{iteration.name}' is not trained.")
-    platform = _canonical(req.arg("platform"), EXPORT_FLAVORS, "BadRequestExportValidationFailed", "platform")
-    if platform is None:
-        raise bad_request("BadRequestExportValidationFailed", "The platform parameter is required.")
-    if platform not in iteration.exportable_to:
-        raise bad_request("BadRequestExportValidationFailed",
-                          f"Iteration '{iteration.name}' was trained in domain "
-                          f"'{DOMAINS_BY_ID[iteration.domain_id].name}', which cannot export to "
-                          f"{platform}; use a compact domain.")
-    flavor = req.arg("flavor")
-    flavors = [f for f in EXPORT_FLAVORS[platform] if f]
-    flavor = _canonical(flavor, flavors, "BadRequestExportValidationFailed", f"{platform} flavor")
-    same = [e for e in iteration.exports if e.platform == platform and e.flavor == flavor]
-    if any(e.status == "Exporting" for e in same):
-        raise bad_request("BadRequestExportAlreadyInProgress", f"A {platform} export is already in progress.")
-    iteration.exports = [e for e in iteration.exports if e not in same]
-    export = Export(platform, flavor, new_id(), time.time() + fake.export_seconds,
-                    _export_zip(project, iteration, platform, flavor))
-    iteration.exports.append(export)
-    return 200, _export_json(export, req.base_url)
-
-
-def download_export(fake, req, token):
-    for project in fake.state.projects.values():
-        for iteration in project.iterations.values():
-            for export in iteration.exports:
-                if export.token == token and export.status == "Done":
-                    return 200, export.data, "application/zip"
-    raise not_found("BlobNotFound", "The specified blob does not exist.")
 
 
 ROUTES = routes("training", [
@@ -449,8 +390,4 @@ ROUTES = routes("training", [
     ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance", get_iteration_performance),
     ("POST", "/projects/{project_id}/iterations/{iteration_id}/publish", publish_iteration),
     ("DELETE", "/projects/{project_id}/iterations/{iteration_id}/publish", unpublish_iteration),
-    ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", get_exports),
-    ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", export_iteration),
-]) + routes("public", [
-    ("GET", "/exports/{token}", download_export),
 ])

@@ -1,3 +1,4 @@
+# ruff: noqa  -- vendor sample kept as published; lint would "fix" it away from the original
 # The vendor's Python quickstart for image classification, kept as published so the fake is held
 # to what real users run. Source (MIT licence):
 # https://github.com/Azure-Samples/cognitive-services-quickstart-code/blob/master/python/CustomVision/ImageClassification/CustomVisionQuickstart.py

@@ -27,7 +27,7 @@ def _point(threshold: float, pairs: list[tuple[float, bool]], top1: list[tuple[f
     tp, fp, fn, tn = counts(pairs)
     precision, recall = _ratio(tp, tp + fp, 1.0), _ratio(tp, tp + fn, 0.0)
     # At1: only each image's best label may count as a positive prediction.
-    tp1, fp1, _, tn1 = counts(top1)
+    tp1, fp1, _, _ = counts(top1)
     positives = sum(1 for _, y in pairs if y)
     precision1, recall1 = _ratio(tp1, tp1 + fp1, 1.0), _ratio(tp1, positives, 0.0)
     negatives = len(pairs) - positives

@@ -89,7 +89,8 @@ class Gcs:
         return name in self.buckets.get(bucket, {})
 
     def list(self, prefix_uri: str) -> list[str]:
-        bucket, prefix = self.split(prefix_uri if prefix_uri.count("/") > 2 else prefix_uri + "/")
+        """Uris of the objects under `gs://bucket[/prefix]`, sorted."""
+        bucket, _, prefix = prefix_uri.removeprefix("gs://").partition("/")
         return [f"gs://{bucket}/{n}" for n in sorted(self._bucket(bucket)) if n.startswith(prefix)]
 
     def _bucket(self, name: str) -> dict[str, Blob]:
@@ -135,14 +136,14 @@ class Gcs:
         del self.buckets[m["bucket"]], self._bucket_meta[m["bucket"]]
         return fake.response(204)
 
-    def get_object(self, fake, req, m):
+    def get_object(self, fake, req, m, media: bool = False):
         bucket, name = m["bucket"], m["object"]
         blob = self._bucket(bucket).get(name)
         if blob is None:
             raise ApiError("NOT_FOUND", f"No such object: {bucket}/{name}")
         self._check_generation(req, blob)
-        if req.query.get("alt") == "media":
-            return self._media(fake, req, bucket, name, blob)
+        if media or req.query.get("alt") == "media":
+            return self._media(fake, req, blob)
         return self.resource(bucket, name, blob)
 
     def list_objects(self, fake, req, m):
@@ -179,7 +180,7 @@ class Gcs:
         return fake.response(204)
 
     def download(self, fake, req, m):
-        return self.get_object(fake, req, m)
+        return self.get_object(fake, req, m, media=True)
 
     def upload(self, fake, req, m):
         bucket, kind = m["bucket"], req.query.get("uploadType")
@@ -225,10 +226,10 @@ class Gcs:
         if not name:
             raise ApiError("INVALID_ARGUMENT", "Required parameter: name")
         existing = self.buckets[bucket].get(name)
-        if "ifGenerationMatch" in query:
-            if int(query["ifGenerationMatch"]) != (existing.generation if existing else 0):
-                raise ApiError("FAILED_PRECONDITION", "At least one of the pre-conditions you "
-                                                      "specified did not hold.", http=412)
+        expected = existing.generation if existing else 0  # 0: "only if the object does not exist"
+        if "ifGenerationMatch" in query and int(query["ifGenerationMatch"]) != expected:
+            raise ApiError("FAILED_PRECONDITION", "At least one of the pre-conditions you "
+                                                  "specified did not hold.", http=412)
         content_type = meta.get("contentType") or content_type or "application/octet-stream"
         blob = self.write(f"gs://{bucket}/{name}", data, content_type, meta.get("metadata"))
         return self.resource(bucket, name, blob)
@@ -250,7 +251,7 @@ class Gcs:
             raise ApiError("FAILED_PRECONDITION", "At least one of the pre-conditions you "
                                                   "specified did not hold.", http=412)
 
-    def _media(self, fake, req, bucket, name, blob):
+    def _media(self, fake, req, blob):
         md5, crc = blob.hashes()
         headers = {"Content-Type": blob.content_type, "x-goog-hash": f"crc32c={crc},md5={md5}",
                    "x-goog-generation": str(blob.generation),

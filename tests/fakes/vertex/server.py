@@ -150,6 +150,12 @@ class FakeVertex:
         """The next training pipeline created ends in PIPELINE_STATE_FAILED with this error."""
         self.state.next_pipeline_failure = ApiError(status, message)
 
+    def advance(self):
+        """Let pipelines and batch jobs catch up with the clock, as any request would."""
+        with self.state.lock:
+            training.advance(self)
+            serving.advance(self)
+
     # What a client needs.
 
     @property
@@ -181,9 +187,10 @@ class FakeVertex:
 
     # Lifecycle.
 
-    def start(self) -> "FakeVertex":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-vertex",
-                                        daemon=True)
+    def start(self) -> FakeVertex:
+        # A short poll interval: shutdown() waits for it, once per test.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="fake-vertex", daemon=True)
         self._thread.start()
         return self
 
@@ -191,7 +198,7 @@ class FakeVertex:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "FakeVertex":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
@@ -236,15 +243,16 @@ class FakeVertex:
             try:
                 with self.state.lock:
                     self._check_scope(groups)
-                    training.advance(self)
-                    serving.advance(self)
+                    self.advance()
                     result = handler(self, req, groups)
             except ApiError as e:
                 return Response(e.http_status, error_body(e.http_status, e.message, e.status),
                                 {"Content-Type": "application/json; charset=UTF-8"})
-            except Exception:
+            except Exception:  # noqa: BLE001 - any bug in the fake must still get an answer
+                # 501, not 500: the SDKs retry 500s for minutes, and a bug in the fake should
+                # fail the test at once (the traceback is in fake.crashes).
                 self.crashes.append(traceback.format_exc())
-                return Response(500, error_body(500, "fake Vertex crashed: "
+                return Response(501, error_body(501, "fake Vertex crashed: "
                                                 + self.crashes[-1].splitlines()[-1]))
             if isinstance(result, Response):
                 return result

@@ -85,7 +85,7 @@ def deploy_model(fake, req, m):
     endpoint = get_endpoint(fake, m["id"])
     body = req.json()
     spec = dict(body.get("deployedModel") or {})
-    model_id, model = _model_of(fake, spec.get("model"))
+    _, model = _model_of(fake, spec.get("model"))
     supported = model.resource["supportedDeploymentResourcesTypes"]
     if "dedicatedResources" in spec and "DEDICATED_RESOURCES" not in supported:
         raise ApiError("INVALID_ARGUMENT", f"Model {model.resource['name']} does not support dedicated "
@@ -232,7 +232,9 @@ def delete_job(fake, req, m):
     if job.resource["state"] in JOB_RUNNING:
         raise ApiError("FAILED_PRECONDITION", f"BatchPredictionJob {job.resource['name']} is still running.")
     del fake.state.batch_jobs[m["id"]]
-    return fake.state.operation(job.resource["name"], "DeleteOperationMetadata")
+    # Not under the job's name: the SDK's REST LRO client only polls the resource kinds it
+    # lists (datasets, endpoints, models, trainingPipelines, ...), and location-level names.
+    return fake.state.operation(fake.state.parent, "DeleteOperationMetadata")
 
 
 def advance(fake):

@@ -27,6 +27,7 @@ CODES = {
     12: (501, "UNIMPLEMENTED"),
     13: (500, "INTERNAL"),
     14: (503, "UNAVAILABLE"),
+    16: (401, "UNAUTHENTICATED"),
 }
 STATUS_NAMES = {name: code for code, (_, name) in CODES.items()}
 HTTP_TO_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 412: 9, 429: 8, 499: 1, 500: 13, 501: 12,
@@ -87,6 +88,7 @@ class Pipeline:
 class Model:
     resource: dict
     toy: ToyModel
+    model_type: str  # trainingTaskInputs.modelType: CLOUD models serve, MOBILE_* ones also export
     specs: dict[str, str]  # label -> annotation spec id, copied from the dataset at training time
     evaluations: list[dict] = field(default_factory=list)
     slices: dict[str, list[dict]] = field(default_factory=dict)  # evaluation id -> slices

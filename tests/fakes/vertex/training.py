@@ -186,8 +186,6 @@ def _train(fake, pipeline: Pipeline):
         "predictSchemata": {"instanceSchemaUri": PREDICT + "instance/image_classification_1.0.0.yaml",
                             "parametersSchemaUri": PREDICT + "params/image_classification_1.0.0.yaml",
                             "predictionSchemaUri": PREDICT + "prediction/classification_1.0.0.yaml"},
-        "metadataSchemaUri": "gs://google-cloud-aiplatform/schema/model/metadata/automl_image_classification_1.0.0.yaml",
-        "metadata": {"modelType": model_type},
         "trainingPipeline": res["name"], "supportedDeploymentResourcesTypes": ["AUTOMATIC_RESOURCES"],
         "supportedInputStorageFormats": ["jsonl"], "supportedOutputStorageFormats": ["jsonl"],
         "createTime": stamp, "updateTime": stamp, "etag": "AMEw9yN",
@@ -197,7 +195,7 @@ def _train(fake, pipeline: Pipeline):
     if model_type in MOBILE_TYPES:
         resource["supportedExportFormats"] = [{"id": f, "exportableContents": ["ARTIFACT"]} for f in EXPORTS]
     specs = {label: dataset.specs[label] for label in toy.labels}
-    model = Model(resource, toy, specs)
+    model = Model(resource, toy, model_type, specs)
     _evaluate(fake, model, split["test"])
     fake.state.models[model_id] = model
     res["modelToUpload"] = {**res["modelToUpload"], "name": name, "versionId": "1"}
@@ -262,7 +260,7 @@ def export_model(fake, req, m):
     formats = [f["id"] for f in model.resource.get("supportedExportFormats", [])]
     if not formats:
         raise ApiError("FAILED_PRECONDITION", f"Model {model.resource['name']} (type "
-                                              f"{model.resource['metadata']['modelType']}) does not support export.")
+                                              f"{model.model_type}) does not support export.")
     fmt = config.get("exportFormatId")
     if fmt not in formats:
         raise ApiError("INVALID_ARGUMENT", f"Export format {fmt!r} is not supported; use one of {formats}.")

@@ -120,5 +120,44 @@ def to_array(img: Image.Image, size: int, mean, std, resize: int | None = None) 
     return normalize(np.asarray(img, dtype=np.uint8), mean, std)
 
 
+def batches(pool, fn, items, size: int):
+    """Yield lists of fn(item), `size` at a time, preparing the next batch while the caller works."""
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    pending = [pool.submit(fn, it) for it in chunks[0]] if chunks else []
+    for i in range(len(chunks)):
+        current = pending
+        pending = [pool.submit(fn, it) for it in chunks[i + 1]] if i + 1 < len(chunks) else []
+        yield [f.result() for f in current]
+
+
 def read_preprocessing(artifact_dir: Path) -> Preprocessing:
     return Preprocessing.from_json((Path(artifact_dir) / "preprocessing.json").read_text())
+
+
+def augment(img: Image.Image, size: int, rng: np.random.Generator, min_scale: float = 0.25,
+            jitter: float = 0.2) -> np.ndarray:
+    """Training view: random resized crop, horizontal flip, brightness/contrast/saturation jitter.
+
+    Returns HWC uint8; `normalize` turns it into the network's input.
+    """
+    w, h = img.size
+    box = (0, 0, w, h)
+    for _ in range(10):
+        area = w * h * rng.uniform(min_scale, 1.0)
+        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw, ch = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            box = (x0, y0, x0 + cw, y0 + ch)
+            break
+    # resize(box=...) crops and scales in one pass, cheaper than crop() then resize().
+    view = img.resize((size, size), Image.BILINEAR, box=box)
+    if rng.random() < 0.5:
+        view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    x = np.asarray(view, dtype=np.float32)
+    b, c, s = rng.uniform(1 - jitter, 1 + jitter, size=3)
+    x = x * b
+    x = (x - x.mean()) * c + x.mean()
+    gray = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    x = (x - gray) * s + gray
+    return np.clip(x, 0, 255).astype(np.uint8)

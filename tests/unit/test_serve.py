@@ -1,0 +1,161 @@
+"""The local HTTP endpoint, on a tiny hand-built ONNX model that names an image's dominant colour."""
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper  # noqa: E402
+
+from imgcls.providers.local.preprocess import Preprocessing  # noqa: E402
+from imgcls.providers.local.serve import make_server  # noqa: E402
+
+LABELS = ["red", "green", "blue"]
+COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}
+MAX_BODY = 64 * 1024
+
+
+def colour_model() -> onnx.ModelProto:
+    """probabilities = softmax(8 * mean colour per channel): the dominant channel wins."""
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "colour",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [3, 3], (8 * np.eye(3)).ravel().tolist()),
+         helper.make_tensor("b", TensorProto.FLOAT, [3], [0, 0, 0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    path = tmp_path_factory.mktemp("artifact")
+    onnx.save(colour_model(), str(path / "model.onnx"))
+    (path / "labels.json").write_text(json.dumps(LABELS))
+    (path / "preprocessing.json").write_text(Preprocessing(size=32, resize=36).to_json())
+    (path / "model.json").write_text(json.dumps({"task": "multiclass", "backbone": "toy", "preset": "quick",
+                                                "created": "2024-01-01T00:00:00+00:00"}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(artifact):
+    srv = make_server(artifact, max_body_bytes=MAX_BODY, max_batch=16, batch_wait_ms=20)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    thread.join(timeout=5)
+
+
+def jpeg(colour: str, size=(64, 48)) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", size, COLOURS[colour]).save(buf, "JPEG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def request(server, method, path, body=None, raw: bytes | None = None):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    payload = json.loads(resp.read())
+    conn.close()
+    return resp.status, payload
+
+
+def test_health_lists_labels_and_model(server):
+    status, body = request(server, "GET", "/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["labels"] == LABELS and body["model"]["backbone"] == "toy"
+
+
+@pytest.mark.parametrize("path", ["/predict", "/score"])
+def test_azureml_body(server, path):
+    status, body = request(server, "POST", path,
+                           {"input_data": {"columns": ["image"], "data": [jpeg("green"), [jpeg("blue")]]}})
+    assert status == 200
+    assert [LABELS[int(np.argmax(r["probs"]))] for r in body] == ["green", "blue"]
+    assert body[0]["labels"] == LABELS and abs(sum(body[0]["probs"]) - 1) < 1e-4
+
+
+def test_vertex_body_sorted_and_filtered(server):
+    status, body = request(server, "POST", "/v1/endpoints/local:predict",
+                           {"instances": [{"content": jpeg("red")}, {"content": jpeg("blue")}],
+                            "parameters": {"confidenceThreshold": 0.0, "maxPredictions": 2}})
+    assert status == 200 and body["deployedModelId"] == "local"
+    first = body["predictions"][0]
+    assert first["displayNames"][0] == "red" and len(first["ids"]) == 2
+    assert first["confidences"] == sorted(first["confidences"], reverse=True)
+    assert body["predictions"][1]["displayNames"][0] == "blue"
+    _, high = request(server, "POST", "/predict",
+                      {"instances": [{"content": jpeg("red")}], "parameters": {"confidenceThreshold": 0.9}})
+    assert all(c >= 0.9 for c in high["predictions"][0]["confidences"])
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    (b"{not json", "not valid JSON"),
+    (json.dumps({"images": []}).encode(), "unknown body"),
+    (json.dumps({"instances": [{"content": jpeg("red")}, {"content": "!!!"}]}).encode(), "image #1"),
+    (json.dumps({"instances": [{"content": base64.b64encode(b"plain text").decode()}]}).encode(), "image #0"),
+])
+def test_bad_requests_get_400_and_the_server_keeps_serving(server, raw, fragment):
+    status, body = request(server, "POST", "/predict", raw=raw)
+    assert status == 400 and fragment in body["error"]
+    assert request(server, "GET", "/health")[0] == 200
+
+
+def test_oversized_body_gets_413(server):
+    big = {"instances": [{"content": "A" * (MAX_BODY + 10)}]}
+    status, body = request(server, "POST", "/predict", big)
+    assert status == 413 and "over the limit" in body["error"]
+    assert request(server, "GET", "/health")[0] == 200
+
+
+def test_oversized_announced_length_is_refused_before_reading(server):
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n")
+        head = sock.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 413")
+    assert request(server, "GET", "/health")[0] == 200
+
+
+def test_concurrent_requests_are_batched_and_answered_right(server):
+    colours = [LABELS[i % 3] for i in range(24)]
+    before = server.batcher.stats["largest"]
+
+    def ask(colour):
+        status, body = request(server, "POST", "/predict", {"instances": [{"content": jpeg(colour)}]})
+        return status, body["predictions"][0]["displayNames"][0]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, colours))
+    assert answers == [(200, c) for c in colours]
+    assert max(before, server.batcher.stats["largest"]) > 1
+
+
+def test_shutdown_closes_the_port(artifact):
+    srv = make_server(artifact)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    assert request(srv, "GET", "/health")[0] == 200
+    srv.shutdown()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(srv.server_address[:2], timeout=2).close()
