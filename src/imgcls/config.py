@@ -77,7 +77,6 @@ class PredictConfig(Section):
 
 
 class LocalConfig(Section):
-    backbone: Optional[str] = Field(None, description="lite0 or lite2; the preset picks one when unset.")
     batch_size: int = Field(32, ge=1)
     tta: bool = Field(False, description="Test-time augmentation (flip) at predict time.")
 

@@ -64,8 +64,10 @@ class Run:
         self.path = Path(path)
         self.id = self.path.name
         self.ledger_path = self.path / "ledger.json"
+        self._ledger: dict = {}
+        self._stamp: tuple | None = None
         try:
-            self.ledger = json.loads(self.ledger_path.read_text())
+            self.ledger  # noqa: B018 - load now, so a missing or broken ledger fails here
         except FileNotFoundError:
             raise UsageError(f"run {self.id!r} has no ledger at {self.ledger_path}",
                              hint="list runs with `imgcls status`") from None
@@ -102,8 +104,20 @@ class Run:
         return None
 
     # -- persistence ---------------------------------------------------------------------
+    @property
+    def ledger(self) -> dict:
+        """The ledger as on disk: re-read when another Run object or process has written it since."""
+        st = self.ledger_path.stat()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            self._ledger = json.loads(self.ledger_path.read_text())
+            self._stamp = stamp
+        return self._ledger
+
     def save(self) -> None:
-        write_json(self.ledger_path, self.ledger)
+        write_json(self.ledger_path, self._ledger)
+        st = self.ledger_path.stat()
+        self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
 
     @property
     def provider(self) -> str:

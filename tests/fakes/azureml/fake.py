@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from azure.core.credentials import AccessToken
+from typing_extensions import Self
 
 from . import blob, endpoints, jobs
 from . import workspace as workspace_routes
@@ -94,7 +95,7 @@ class FakeAzureML:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self):  # -> FakeAzureML
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -124,7 +125,8 @@ class FakeAzureML:
             "SSL_CERT_FILE": self.ca_file,            # ssl/urllib users do too
             "AZUREML_RUN_POLLING_INTERVAL_MIN": "1",  # jobs.stream polling (seconds, integers only)
             "AZUREML_RUN_POLLING_INTERVAL_MAX": "1",
-            "AZUREML_CURRENT_CLOUD": "AzureCloud",    # skip the ARM cloud-metadata lookup
+            # MLClient() writes this into os.environ; listing it lets a test's monkeypatch put it back
+            "AZUREML_CURRENT_CLOUD": "AzureCloud",
         }
         if proxy:
             env["HTTPS_PROXY"] = f"http://{self._host}:{self.port}"

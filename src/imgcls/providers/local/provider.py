@@ -102,7 +102,7 @@ class LocalProvider(Provider):
         info = train.train(items["train"], items["validation"], labels, multilabel=self.config.multilabel,
                            preset=preset, budget_minutes=self.config.train.budget_minutes,
                            workdir=self.workdir, cache_dir=self.cache_dir, seed=self.config.split.seed,
-                           progress=self.progress, backbone=self.config.local.backbone)
+                           progress=self.progress)
         export.export_onnx(self.workdir, self.artifact_dir, labels, self.config.multilabel)
         details = {"state": "succeeded", "model_id": str(self.artifact_dir),
                    "seconds": round(info.get("seconds", time.monotonic() - started), 1), **info}
