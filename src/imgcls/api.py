@@ -379,6 +379,17 @@ def deploy(cfg: RunConfig, run_id: str | None = None, timeout: float | None = No
     return run, deployment
 
 
+def export(cfg: RunConfig, run_id: str | None = None, dest: str | Path | None = None,
+           progress: Progress = _QUIET) -> tuple[Run, list[Path]]:
+    """The trained model in portable formats (the provider's export), into `dest` (default: the
+    run's artifacts/export/ folder)."""
+    run, model, provider = _trained(cfg, run_id, progress)
+    target = Path(dest) if dest else run.file("artifacts", "export")
+    paths = provider.export(model, target)
+    run.set_step("export", {"provider": cfg.provider, "files": [str(p) for p in paths]})
+    return run, paths
+
+
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files, folders (recursively) and globs -> image paths, in a stable order; URLs pass through."""
     out: list[str] = []
@@ -490,13 +501,13 @@ def down(cfg: RunConfig, run_id: str | None = None, keep: tuple[str, ...] = (),
             kept.append(res)
             continue
         try:
-            provider.delete(res)
+            note = provider.delete(res)  # None, or a status such as "released" (used, not created)
         except (ProviderError, OSError) as exc:
             failed.append({**res, "error": str(exc)})
             continue
-        run.mark_deleted(res)
+        run.mark_deleted(res, note or "deleted")
         deleted.append(res)
-        progress.log(f"deleted {res['kind']} {res['id']}")
+        progress.log(f"{note or 'deleted'} {res['kind']} {res['id']}")
     if run.step("deploy") and not any(r["kind"] in keep for r in kept):
         run.ledger["steps"].pop("deploy", None)
         run.save()
@@ -514,5 +525,5 @@ def providers(cfg: RunConfig | None = None) -> list[dict]:
     return registry.describe(cfg)
 
 
-__all__ = ["load", "validate", "import_dataset", "train", "evaluate", "deploy", "predict", "run", "status",
-           "down", "providers", "build_manifest", "compare", "report_path"]
+__all__ = ["load", "validate", "import_dataset", "train", "evaluate", "deploy", "export", "predict", "run",
+           "status", "down", "providers", "build_manifest", "compare", "report_path"]

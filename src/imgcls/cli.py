@@ -252,6 +252,22 @@ def deploy(state: State, config_path, provider, overrides, run_id, detach, port,
 @main.command()
 @config_options
 @run_option
+@click.option("--dest", type=click.Path(file_okay=False), help="Folder to write to (default: the run's "
+                                                                "artifacts/export/).")
+@click.pass_obj
+@handle_errors
+def export(state: State, config_path, provider, overrides, run_id, dest):
+    """Download the trained model in portable formats (local: ONNX; customvision: compact domains)."""
+    from . import api
+    cfg = load(config_path, provider, overrides)
+    run, paths = api.export(cfg, run_id, dest, progress=state.progress)
+    emit(state, {"run": run.id, "files": [str(p) for p in paths]},
+         lambda v: click.echo("\n".join(v["files"]) or f"run {run.id}: nothing exported"))
+
+
+@main.command()
+@config_options
+@run_option
 @click.argument("inputs", nargs=-1)
 @click.option("--top-k", type=int, help="How many labels to show per image.")
 @click.option("--offline", "via", flag_value="offline", help="Use the exported model even when deployed (local).")

@@ -147,8 +147,11 @@ class Provider(ABC):
         """Label -> score for each image, through the deployed model (or the offline artifact)."""
 
     @abstractmethod
-    def delete(self, resource: dict) -> None:
-        """Delete one ledger resource; a resource already gone is not an error."""
+    def delete(self, resource: dict) -> str | None:
+        """Delete one ledger resource; a resource already gone is not an error.
+
+        Returns None, or the ledger status to record instead of "deleted" (e.g. "released": the run
+        used it but did not create it, so it is left in place)."""
 
     # -- optional hooks ---------------------------------------------------------------------
     def service_metrics(self, model: TrainResult) -> dict | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import time
 
 from tests.fakes.customvision.server import fetch_image_url, routes
@@ -40,7 +41,9 @@ def _create(fake, project: Project, entries: list[tuple], batch_tags: list[str],
     results = []
     for source, data, entry_tags in entries:
         tag_ids = list(dict.fromkeys(batch_tags + entry_tags))
-        status, image = _create_one(project, data, tag_ids, metadata, fake.max_images_per_project)
+        refused = fake.refuse_images.get(hashlib.sha256(data).hexdigest()) if data is not None else None
+        status, image = (refused, None) if refused else \
+            _create_one(project, data, tag_ids, metadata, fake.max_images_per_project)
         results.append({"sourceUrl": source, "status": status,
                         "image": project.image_json(image, fake.url) if image else None})
     ok = all(r["status"] == "OK" for r in results)

@@ -311,6 +311,9 @@ class FakeCustomVision:
         self.lock = threading.RLock()
         self.training_failures: list[str] = []  # error details for the next trainings to fail
         self.max_images_per_project = 100_000  # the S0 quota; lower it to see ErrorLimitExceed
+        # sha256 of image bytes -> the per-image status to answer for them (e.g. "ErrorImageFormat"):
+        # a file the service's decoder refuses although the client's own checks accept it.
+        self.refuse_images: dict[str, str] = {}
         self._routes = training.ROUTES + images.ROUTES + export.ROUTES + prediction.ROUTES
         self._server = _Server((host, port), _Handler)
         self._server.fake = self

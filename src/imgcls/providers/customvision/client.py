@@ -6,7 +6,8 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import requests
 from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
@@ -32,15 +33,6 @@ _CONFIG_CODES = {"BadRequestProjectUnknownDomain": "customvision.domain",
                  "BadRequestInvalidPublishTarget": where("prediction_resource_id"),
                  "BadRequestInvalidPublishName": "customvision.publish_name",
                  "BadRequestReservedBudgetInHoursNotEnoughForAdvancedTraining": "train.node_hours"}
-
-
-def code_of(exc: ImgclsError) -> str | None:
-    """The service's error code behind one of our errors raised here (e.g. 'BadRequestIterationIsPublished')."""
-    return exc.details.get("code")
-
-
-def status_of(exc: ImgclsError) -> int | None:
-    return exc.details.get("status")
 
 
 def _quiet_retries(client) -> Any:
@@ -259,10 +251,11 @@ class Client:
                                 hint="run `imgcls export` again") from None
 
     # -- prediction -------------------------------------------------------------------------------
-    def classify(self, project_id: str, publish_name: str, data: bytes) -> dict[str, float]:
+    def classify(self, project_id: str, publish_name: str, data: bytes) -> list[tuple[str, str, float]]:
+        """(tag id, tag name, probability) per tag; the prediction is not stored by the service."""
         result = self.call("classifying an image", self.predictor.classify_image_with_no_store,
                            project_id, publish_name, data, api="prediction")
-        return {p.tag_name: float(p.probability) for p in result.predictions or []}
+        return [(p.tag_id, p.tag_name, float(p.probability)) for p in result.predictions or []]
 
 
 # -- SDK models -> plain dicts ------------------------------------------------------------------

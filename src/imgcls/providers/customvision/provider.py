@@ -1,11 +1,23 @@
-"""The `customvision` provider: Azure Custom Vision projects, tags, iterations and published predictions."""
+"""The `customvision` provider: Azure Custom Vision projects, tags, iterations and published predictions.
+
+Our decisions live here (what to upload, which project, what to record, what `down` may delete);
+client.py is the only module that touches the SDK and is imported lazily.
+"""
 from __future__ import annotations
 
-import os
+import functools
+import math
+from pathlib import Path
 
-from ..base import Capabilities, CredentialStatus, Limits, Provider
+from ...errors import DataError, ProviderError, UnsupportedError
+from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
+from . import project as project_mod
+from . import settings as settings_mod
+from .project import code_of, status_of
 
 KEY_VARS = ("VISION_TRAINING_KEY", "VISION_PREDICTION_KEY")
+MAX_ITERATIONS = 20                  # per project (S0); older ones are deleted to make room
+MAX_PREDICT_BYTES = 4 * 1024 * 1024
 
 
 class CustomVisionProvider(Provider):
@@ -21,16 +33,276 @@ class CustomVisionProvider(Provider):
     limits = Limits(min_images_per_label=5, max_labels=500, max_images=100_000,
                     formats=("jpeg", "png", "bmp", "gif"), max_file_bytes=6 * 1024 * 1024,
                     downscales_large_files=True, min_side=256, max_side=10_240,
-                    max_predict_bytes=4 * 1024 * 1024, max_batch_images=64, max_label_length=256)
+                    max_predict_bytes=MAX_PREDICT_BYTES, max_batch_images=64, max_label_length=256)
     poll_interval = 10.0
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
-        section = config.customvision if config is not None else None
-        have = {"training_key": bool(section and section.training_key) or bool(os.environ.get(KEY_VARS[0])),
-                "prediction_key": bool(section and section.prediction_key) or bool(os.environ.get(KEY_VARS[1]))}
-        missing = [k for k, v in have.items() if not v]
+        s = settings_mod.resolve(config.customvision if config is not None else None)
+        missing = [n for n in ("training_key", "prediction_key") if not getattr(s, n)]
         if missing:
             return CredentialStatus(False, f"set customvision.{' and customvision.'.join(missing)} "
                                            f"(or {', '.join(KEY_VARS)})")
         return CredentialStatus(True, "training and prediction keys")
+
+    @functools.cached_property
+    def section(self):
+        return self.config.customvision
+
+    @functools.cached_property
+    def client(self):
+        from .client import Client  # the SDK is imported only when a step talks to the service
+        return Client(settings_mod.resolve(self.section), log=self.progress.log)
+
+    # -- dataset-import ---------------------------------------------------------------------------
+    def upload(self, manifest, labels: list[str]) -> DatasetRef:
+        from . import upload as upload_mod
+
+        remote = [u for u in manifest["uri"] if "://" in u]
+        if remote:
+            raise DataError(f"Custom Vision takes image files; {len(remote)} rows are URIs, e.g. {remote[0]}",
+                            hint="download them and point dataset.source at the local copies")
+        project = project_mod.ensure_project(self.client, self.run, self.config, self.progress)
+        # Recorded before anything goes in, so `down` finds what an interrupted import added.
+        self.run.record("image", f"{project['id']}:images", project_id=project["id"],
+                        record=str(upload_mod.record_path(self.run)), reused=not project["created"])
+        tag_ids = project_mod.ensure_tags(self.client, self.run, project, labels)
+        # No validation split of its own: train+validation go up, test stays here and is scored
+        # through the published iteration so every provider's metrics are comparable.
+        rows = manifest[manifest["split"].isin(["train", "validation"])]
+        self.progress.log(f"uploading {len(rows)} train+validation images to Custom Vision project "
+                          f"{project['name']} ({project['id']}); {len(manifest) - len(rows)} test images stay local")
+        out = upload_mod.upload(self.client, self.run, self.progress, project["id"], not project["created"],
+                                rows, tag_ids)
+        if out.failed:
+            raise DataError(f"Custom Vision refused {len(out.failed)} of {len(rows)} images; the other "
+                            f"{len(rows) - len(out.failed)} are uploaded:\n  "
+                            + upload_mod.failure_message(out.failed),
+                            hint=f"fix or replace those files and run `imgcls dataset-import --run {self.run.id}` "
+                                 "again: only they are sent", failed=out.failed)
+        return DatasetRef(self.name, project["id"], len(manifest), labels, extra={
+            "project_name": project["name"], "project_created": project["created"], "tags": tag_ids,
+            "uploaded": out.uploaded + out.duplicates + out.already, "duplicates": out.duplicates,
+            "test_images_kept_local": len(manifest) - len(rows), "reencoded": out.reencoded})
+
+    # -- train ------------------------------------------------------------------------------------
+    def start_training(self, dataset: DatasetRef) -> dict:
+        self.client.settings.require("prediction_endpoint", "prediction_key", "prediction_resource_id")
+        project_id = dataset.id
+        training_type, budget = self._training_type()
+        self._make_room(project_id)
+        training_now = lambda: next((i for i in self.client.iterations(project_id)
+                                     if i["status"] == "Training"), None)
+        adopted = False
+        try:
+            iteration = self.client.train(project_id, training_type, budget,
+                                          recover=training_now if dataset.extra.get("project_created") else None)
+        except ProviderError as exc:
+            if code_of(exc) == "BadRequestTrainingAlreadyInProgress" and dataset.extra.get("project_created"):
+                iteration = training_now()
+            elif code_of(exc) == "BadRequestTrainingNotNeeded":
+                done = [i for i in self.client.iterations(project_id) if i["status"] == "Completed"]
+                iteration, adopted = (done[-1] if done else None), True
+                if iteration:
+                    self.progress.log(f"nothing changed since iteration '{iteration['name']}'; using it")
+            else:
+                raise
+            if iteration is None:
+                raise
+        op = self.run.record_operation("train", iteration["id"], project_id=project_id,
+                                       training_type=training_type, budget_hours=budget)
+        self.run.record("iteration", iteration["id"], project_id=project_id, name=iteration["name"],
+                        ours=not adopted)
+        self.progress.log(f"training {iteration['name']} ({training_type}) in project {project_id}")
+        return op
+
+    def _training_type(self) -> tuple[str, int]:
+        kind = self.section.training_type or ("Advanced" if self.config.train.preset == "best" else "Regular")
+        if kind == "Regular":
+            return kind, 0
+        hours = self.config.train.node_hours
+        if hours is None:
+            self.progress.log("Advanced training reserves train.node_hours; it is unset, so 1 hour is reserved")
+            hours = 1
+        return kind, max(1, math.ceil(hours))
+
+    def _make_room(self, project_id: str) -> None:
+        iterations = self.client.iterations(project_id)
+        spare = [i for i in sorted(iterations, key=lambda i: i["created"] or "")
+                 if not i["publish_name"] and i["status"] != "Training"]
+        for it in spare[:max(0, len(iterations) - MAX_ITERATIONS + 1)]:
+            self.progress.log(f"project has {MAX_ITERATIONS} iterations, the most it may; deleting the oldest "
+                              f"unpublished one, '{it['name']}'")
+            self.client.delete_iteration(project_id, it["id"])
+
+    def poll_training(self, operation: dict) -> tuple[str, dict]:
+        it = self.client.iteration(operation["project_id"], operation["id"])
+        details = {"status": it["status"], "project_id": operation["project_id"], "iteration": it["name"],
+                   "training_type": it["training_type"]}
+        if it["status"] == "Training":
+            return "running", details
+        if it["status"] == "Completed":
+            return "succeeded", {**details, "model_id": it["id"],
+                                 "seconds": (it["minutes"] or 0) * 60 or None, "domain_id": it["domain_id"]}
+        return "failed", {**details, "error": it["error"] or f"the iteration ended as {it['status']}"}
+
+    # -- evaluate, deploy, predict ------------------------------------------------------------------
+    def service_metrics(self, model: TrainResult) -> dict | None:
+        threshold = self.config.predict.threshold
+        perf = self.client.performance(self._project_id(model), model.model_id, threshold)
+        return {"source": "Custom Vision iteration performance (the service's estimate on its own share of "
+                          "the uploaded train+validation images; `metrics` are ours on the shared test split)",
+                "threshold": threshold, "precision": perf["precision"], "recall": perf["recall"],
+                "average_precision": perf["average_precision"], "per_label": perf["per_tag"]}
+
+    def ensure_scoring(self, model: TrainResult) -> None:
+        self._publication(model)
+
+    def deploy_model(self, model: TrainResult) -> Deployment:
+        pub = self._publication(model)
+        endpoint = (f"{self.client.settings.prediction_endpoint}/customvision/v3.0/Prediction/"
+                    f"{pub['project_id']}/classify/iterations/{pub['id']}/image")
+        return Deployment(self.name, endpoint, "published",
+                          extra={"project_id": pub["project_id"], "iteration_id": pub["iteration_id"],
+                                 "publish_name": pub["id"]})
+
+    def _publication(self, model: TrainResult) -> dict:
+        """The run's publication of `model`, publishing it (and recording that first) when there is none."""
+        for pub in self.run.resources("publication"):
+            if pub.get("iteration_id") == model.model_id:
+                return pub
+        project_id = self._project_id(model)
+        name = self.section.publish_name or f"{self.config.name}-{self._short_id()}"
+        pub = self.run.record("publication", name, project_id=project_id, iteration_id=model.model_id)
+        try:
+            self.client.publish(project_id, model.model_id, name)
+        except Exception:
+            self.run.mark_deleted(pub, "failed")
+            raise
+        self.progress.log(f"published iteration {model.model_id} as '{name}'")
+        return pub
+
+    def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
+        from . import shrink
+
+        pubs = self.run.resources("publication")
+        if not pubs:
+            train = self.run.step("train") or {}
+            self._publication(TrainResult(self.name, train.get("model_id"), "succeeded",
+                                          extra=train.get("extra") or {}))
+            pubs = self.run.resources("publication")
+        pub = pubs[-1]
+        # Tags answer by id: a reused project's tag may be spelled 'Roses' where our label is 'roses'.
+        label_of = {tid: label for label, tid in
+                    ((self.run.step("import") or {}).get("extra") or {}).get("tags", {}).items()}
+        out = []
+        for data, name in zip(images, names):
+            fitted = shrink.fit(data, MAX_PREDICT_BYTES)
+            if fitted is not data:
+                self.progress.log(f"{name}: re-encoded to {len(fitted) / 1e6:.1f} MB for Custom Vision's "
+                                  "4 MB prediction limit")
+            out.append({label_of.get(tid, tag): p
+                        for tid, tag, p in self.client.classify(pub["project_id"], pub["id"], fitted)})
+        return out
+
+    # -- export -----------------------------------------------------------------------------------
+    def export(self, model: TrainResult, dest: Path) -> list[Path]:
+        project_id = self._project_id(model)
+        domain_id = (model.extra or {}).get("domain_id") or self.client.iteration(project_id, model.model_id)["domain_id"]
+        domain = self.client.domain(domain_id)
+        if not domain["exportable"]:
+            raise UnsupportedError(f"Custom Vision exports only models trained in a compact domain; this run's "
+                                   f"domain is '{domain['name']}'",
+                                   hint="set customvision.domain to a compact one, e.g. 'General (compact)', "
+                                        "and train a new run")
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for platform in project_mod.platforms(domain, self.section.export_platforms, self.progress,
+                                              strict=True):
+            url = self._exported(project_id, model.model_id, platform)
+            path = dest / f"{self.config.name}-{platform.lower()}.zip"
+            size = self.client.download(url, path)
+            self.progress.log(f"exported {platform}: {path} ({size / 1e6:.1f} MB)")
+            paths.append(path)
+        return paths
+
+    def _exported(self, project_id: str, iteration_id: str, platform: str) -> str:
+        """Start (or join) the export to `platform` and wait for its download URL."""
+        def look() -> tuple[str, dict]:
+            mine = [e for e in self.client.exports(project_id, iteration_id) if e["platform"] == platform]
+            if not mine:
+                return "missing", {}
+            e = mine[-1]
+            state = {"Exporting": "running", "Done": "succeeded"}.get(e["status"], "failed")
+            return state, {"status": e["status"], "url": e["url"]}
+
+        state, _ = look()
+        if state in ("missing", "failed"):
+            try:
+                self.client.export(project_id, iteration_id, platform)
+            except ProviderError as exc:
+                if code_of(exc) != "BadRequestExportAlreadyInProgress":
+                    raise
+        state, details = self.wait(look, f"export to {platform}", 30 * 60,
+                                   resume_hint=f"run `imgcls export --run {self.run.id}` again; it joins the export")
+        if state != "succeeded" or not details.get("url"):
+            raise ProviderError(f"Custom Vision export to {platform} ended as {details.get('status', state)}",
+                                hint="run `imgcls export` again")
+        return details["url"]
+
+    # -- down -------------------------------------------------------------------------------------
+    def delete(self, resource: dict) -> str | None:
+        kind = resource["kind"]
+        try:
+            if kind == "publication":
+                self.client.unpublish(resource["project_id"], resource["iteration_id"])
+            elif kind == "iteration":
+                if not resource.get("ours", True):
+                    return "released"       # an iteration the run used but did not train
+                it = self.client.iteration(resource["project_id"], resource["id"])
+                if it["publish_name"]:
+                    self.client.unpublish(resource["project_id"], resource["id"])
+                self.client.delete_iteration(resource["project_id"], resource["id"])
+            elif kind == "image":
+                self._delete_images(resource)
+            elif kind == "project":
+                if not resource.get("ours"):
+                    return "released"       # it existed before the run: never ours to delete
+                for it in self.client.iterations(resource["id"]):
+                    if it["publish_name"]:
+                        self.client.unpublish(resource["id"], it["id"])
+                self.client.delete_project(resource["id"])
+        except ProviderError as exc:
+            if status_of(exc) == 404 or code_of(exc) == "BadRequestIterationNotPublished":
+                return None                 # already gone
+            raise
+        return None
+
+    def _delete_images(self, resource: dict) -> None:
+        from . import upload as upload_mod
+        record = upload_mod.load_record(self.run, resource["project_id"])
+        self.client.delete_images(resource["project_id"], list(record["images"].values()))
+        if resource.get("reused"):
+            for tag_id in record["tags_created"]:
+                try:
+                    self.client.delete_tag(resource["project_id"], tag_id)
+                except ProviderError as exc:
+                    if status_of(exc) != 404:
+                        raise
+
+    # -- small lookups ------------------------------------------------------------------------------
+    def _project_id(self, model: TrainResult) -> str:
+        project_id = (model.extra or {}).get("project_id")
+        if project_id:
+            return project_id
+        recorded = self.run.resource("project")
+        if recorded is None:
+            raise ProviderError(f"run {self.run.id} has no Custom Vision project",
+                                hint=f"run `imgcls dataset-import --run {self.run.id}` first")
+        return recorded["id"]
+
+    def _short_id(self) -> str:
+        prefix = f"{self.run.ledger.get('name')}-{self.run.provider}-"
+        return self.run.id.removeprefix(prefix)
+

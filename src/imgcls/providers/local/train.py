@@ -31,7 +31,7 @@ PRESETS = ("quick", "best")
 # Chosen on validation splits carved from flowers-dev train/ (numbers in bench/results/local.json).
 QUICK = {"backbone": "lite0", "weight_decays": (1e-4, 1e-3, 1e-2)}
 BEST = {"backbone": "lite0", "batch_size": 32, "lr": 2e-4, "weight_decay": 0.05, "label_smoothing": 0.1,
-        "dropout": 0.2, "max_epochs": 30, "patience": 8, "min_scale": 0.25, "freeze_bn": True}
+        "dropout": 0.2, "max_epochs": 30, "patience": 8, "min_scale": 0.25, "freeze_bn": True, "frozen_stages": 0}
 CACHE_VERSION = "v1"  # part of the cache folder name: bump it when the cached preprocessing changes
 BATCH = 32
 
@@ -77,7 +77,8 @@ def train(train_items, val_items, labels, *, multilabel: bool, preset: str, budg
     model, fit = finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel,
                           budget_minutes * 60, workdir, progress, seed)
     _save_model(workdir, cfg["backbone"], preset, labels, multilabel, model.head, model.features)
-    return {**summary, **fit, "seconds": round(fit.pop("seconds_total"), 2)}
+    seconds = fit.pop("seconds_total")
+    return {**summary, **fit, "seconds": round(seconds, 2)}
 
 
 def carve_validation(items, seed: int = 0, fraction: float = 0.1):
@@ -243,8 +244,10 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
     model = Classifier(features, Head(1280, len(labels), cfg["dropout"]))
     model.head.load_state_dict(ckpt["head"])
     model = model.to(memory_format=torch.channels_last)
-    decay = [p for p in model.parameters() if p.ndim > 1]  # no weight decay on BN and biases
-    rest = [p for p in model.parameters() if p.ndim <= 1]
+    freeze_early_stages(features, cfg["frozen_stages"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim > 1]  # no weight decay on BN and biases
+    rest = [p for p in trainable if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                              {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"])
     prep = preprocessing_for(cfg["backbone"])
@@ -262,7 +265,7 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
                  "history": [{"epoch": 0, "val_accuracy": acc, "val_loss": loss}]}
     seconds = lambda: base_seconds + time.monotonic() - run_start  # noqa: E731
     reserve = max(10.0, 0.02 * budget_s)  # time kept for writing the model after the last epoch
-    stopped = "max_epochs"
+    stopped = "schedule"
     try:
         while state["epoch"] < state["planned"]:
             if seconds() + (state["epoch_seconds"] or 0) + reserve > budget_s:
@@ -282,9 +285,11 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
                 state["bad_epochs"] = 0
             else:
                 state["bad_epochs"] += 1
-            if state["epoch"] == 1:  # now that an epoch's cost is known, fit the schedule to the budget
-                fits = int((budget_s - reserve - seconds()) / state["epoch_seconds"]) + 1
-                state["planned"] = max(1, min(cfg["max_epochs"], fits))
+            # Fit the cosine schedule to the budget from the mean epoch time so far (one slow epoch on a
+            # busy machine must not cut the schedule short).
+            mean_epoch = np.mean([h["seconds"] for h in state["history"][1:]])
+            fits = state["epoch"] + int((budget_s - reserve - seconds()) / mean_epoch)
+            state["planned"] = max(state["epoch"], min(cfg["max_epochs"], fits))
             _save_checkpoint(workdir, ckpt, model, opt, state, seconds())
             progress("epoch", state["epoch"], state["planned"])
             if state["bad_epochs"] >= cfg["patience"]:
@@ -301,6 +306,21 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
                           "best_val_accuracy": round(state["best"]["accuracy"], 4),
                           "best_val_loss": round(state["best"]["loss"], 4), "history": state["history"],
                           "seconds_total": seconds()}
+
+
+def freeze_early_stages(features, stages: int) -> None:
+    """Keep the stem and the first `stages` stages as pretrained: generic edges and textures that small
+    data can only spoil, and the high-resolution layers whose activations cost most memory and time."""
+    net = features.net
+    frozen, widths = [net._conv_stem, net._bn0], []
+    for block in net._blocks:
+        if block._block_args.output_filters not in widths:  # a new stage starts
+            widths.append(block._block_args.output_filters)
+        if len(widths) > stages:
+            break
+        frozen.append(block)
+    for module in frozen if stages else []:
+        module.requires_grad_(False)
 
 
 def learning_rate(t: float, planned: int) -> float:

@@ -1,0 +1,197 @@
+"""Benchmark of the local engine: accuracy, training time and memory, predict throughput and endpoint
+latency on a train/ + test/ folder dataset; writes bench/results/local.json.
+
+    python bench/bench_local.py --data /work/shared/datasets/flowers-dev --presets quick,best
+
+Each training runs in a child process (under tcmalloc when the library is installed) that reports
+its own peak RSS; the parent measures prediction and serving and never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import http.client
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+TARGETS = {"quick": {"accuracy": 0.88, "train_seconds_cold": 120, "train_seconds_cached": 20},
+           "best": {"accuracy": 0.93, "train_minutes": 15, "peak_rss_gib": 4},
+           "predict_images_per_second": 150, "endpoint_p50_ms": 50}
+
+
+def folder_items(root: Path):
+    """(path, sha256, [label]) for root/<label>/*.* in sorted order."""
+    out = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(label_dir.iterdir()):
+            if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp"):
+                out.append((str(path), hashlib.sha256(path.read_bytes()).hexdigest(), [label_dir.name]))
+    return out
+
+
+def child_train(preset: str, data: Path, workdir: Path, cache_dir: Path, budget: float) -> None:
+    """In the child: train + export, print one JSON line with the summary and this process's peak RSS."""
+    from imgcls.providers.local.export import export_onnx
+    from imgcls.providers.local.train import train
+
+    items = folder_items(data / "train")
+    labels = sorted({it[2][0] for it in items})
+    began = time.monotonic()
+    info = train(items, [], labels, multilabel=False, preset=preset, budget_minutes=budget, workdir=workdir,
+                 cache_dir=cache_dir)
+    trained = time.monotonic() - began
+    export_onnx(workdir, workdir / "artifact", labels, multilabel=False)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"info": info, "train_seconds": round(trained, 2),
+                      "export_seconds": round(time.monotonic() - began - trained, 2),
+                      "peak_rss_mib": round(peak_kib / 1024, 1)}))
+
+
+def run_child(preset: str, data: Path, workdir: Path, cache_dir: Path, budget: float) -> dict:
+    env = dict(os.environ)
+    if Path(TCMALLOC).exists() and "tcmalloc" not in env.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = TCMALLOC
+    began = time.monotonic()
+    out = subprocess.run([sys.executable, __file__, "--child", preset, str(data), str(workdir), str(cache_dir),
+                          str(budget)], env=env, stdout=subprocess.PIPE, check=True, text=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = round(time.monotonic() - began, 2)  # includes interpreter + torch import
+    return result
+
+
+def quality(probs: np.ndarray, truth: list[str], labels: list[str]) -> dict:
+    """Top-1 accuracy and micro precision/recall over (image, label) pairs scored >= 0.5."""
+    y = np.array([[label == t for label in labels] for t in truth])
+    pred = probs >= 0.5
+    tp = int((pred & y).sum())
+    return {"accuracy": round(float(np.mean(probs.argmax(1) == y.argmax(1))), 4),
+            "precision_at_0.5": round(tp / max(int(pred.sum()), 1), 4),
+            "recall_at_0.5": round(tp / int(y.sum()), 4)}
+
+
+def measure_predict(artifact: Path, test_items, labels) -> dict:
+    from imgcls.providers.local.predict import OnnxClassifier
+
+    clf = OnnxClassifier(artifact)
+    paths, truth = [it[0] for it in test_items], [it[2][0] for it in test_items]
+    clf.predict_images(paths[:32])  # warm-up: the first run allocates ONNX Runtime's buffers
+    began = time.monotonic()
+    probs = clf.predict_images(paths, batch_size=32)
+    rate = len(paths) / (time.monotonic() - began)
+    result = {**quality(probs, truth, labels), "predict_images_per_second": round(rate, 1),
+              "tta": quality(clf.predict_images(paths, tta=True), truth, labels)}
+    clf.close()
+    return result
+
+
+def measure_endpoint(artifact: Path, image: Path, requests: int = 100, clients: int = 8) -> dict:
+    from imgcls.providers.local.serve import make_server
+
+    server = make_server(artifact)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    body = json.dumps({"instances": [{"content": base64.b64encode(image.read_bytes()).decode()}]})
+    host, port = server.server_address[:2]
+
+    def session(n: int) -> list[float]:
+        conn, times = http.client.HTTPConnection(host, port, timeout=30), []
+        for _ in range(n):
+            began = time.perf_counter()
+            conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+            times.append(time.perf_counter() - began)
+        conn.close()
+        return times
+
+    session(5)
+    latencies = np.array(session(requests)) * 1000
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        done = sum(len(t) for t in pool.map(session, [requests // clients * 2] * clients))
+    rate = done / (time.perf_counter() - began)
+    stats = dict(server.batcher.stats)
+    server.shutdown()
+    thread.join(timeout=5)
+    return {"image": image.name, "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+            "p95_ms": round(float(np.percentile(latencies, 95)), 1),
+            f"images_per_second_{clients}_clients": round(rate, 1),
+            "mean_batch": round(stats["images"] / max(stats["batches"], 1), 2)}
+
+
+def bench_preset(preset: str, args, scratch: Path, test_items, labels) -> dict:
+    cache = scratch / f"cache-{preset}"
+    cold = run_child(preset, args.data, scratch / f"{preset}-cold", cache, args.budget_minutes)
+    result = {"backbone": cold["info"]["backbone"], "train_seconds_cold": cold["train_seconds"],
+              "process_seconds_cold": cold["process_seconds"], "peak_rss_mib": cold["peak_rss_mib"],
+              "export_seconds": cold["export_seconds"], "allocator": cold["info"]["allocator"],
+              "train": {k: v for k, v in cold["info"].items() if k != "history"},
+              "val_history": cold["info"].get("history")}
+    if preset == "quick":
+        cached = run_child(preset, args.data, scratch / f"{preset}-cached", cache, args.budget_minutes)
+        result.update(train_seconds_cached=cached["train_seconds"], process_seconds_cached=cached["process_seconds"],
+                      cache_misses_cached=cached["info"]["cache_misses"])
+    artifact = scratch / f"{preset}-cold" / "artifact"
+    result["test"] = measure_predict(artifact, test_items, labels)
+    big = max(test_items, key=lambda it: max(_size(it[0])))
+    result["endpoint"] = measure_endpoint(artifact, Path(big[0]))
+    return result
+
+
+def _size(path: str):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/datasets/flowers-dev"))
+    parser.add_argument("--presets", default="quick,best")
+    parser.add_argument("--budget-minutes", type=float, default=15)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "local.json")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        preset, data, workdir, cache, budget = args.child
+        return child_train(preset, Path(data), Path(workdir), Path(cache), float(budget))
+    test_items = folder_items(args.data / "test")
+    labels = sorted({it[2][0] for it in folder_items(args.data / "train")})
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results.update(machine={"cpus": os.cpu_count(), "python": platform.python_version(),
+                            "platform": platform.platform()},
+                   dataset={"path": str(args.data), "train": len(folder_items(args.data / "train")),
+                            "test": len(test_items), "labels": labels},
+                   targets=TARGETS)
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as scratch:
+        for preset in args.presets.split(","):
+            print(f"benchmarking preset {preset} ...", file=sys.stderr)
+            results[preset] = {**bench_preset(preset, args, Path(scratch), test_items, labels),
+                               "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "budget_minutes": args.budget_minutes}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+            os.replace(tmp, args.out)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
