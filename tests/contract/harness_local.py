@@ -2,26 +2,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
+
+from imgcls.providers.local.provider import _alive
 
 
 class LocalHarness:
     provider = "local"
     config = "deploy:\n  port: 0\n"
 
-    def __init__(self):
-        self.pids: list[int] = []
-
     def leftovers(self, run) -> list[str]:
         alive = []
         for res in run.ledger["resources"]:
             pid = res.get("pid")
-            if pid:
-                try:
-                    os.kill(pid, 0)
-                    alive.append(f"pid {pid}")
-                except ProcessLookupError:
-                    pass
+            if pid and _alive(pid):
+                alive.append(f"pid {pid}")
         return alive
 
 

@@ -180,9 +180,8 @@ class Client:
 
     def tag_images(self, project_id: str, pairs: list[tuple[str, str]]) -> None:
         for start in range(0, len(pairs), 128):
-            batch = tm.ImageTagCreateBatch(tags=[tm.ImageTagCreateEntry(image_id=i, tag_id=t)
-                                                 for i, t in pairs[start:start + 128]])
-            self.call("tagging images", self.trainer.create_image_tags, project_id, batch)
+            entries = [tm.ImageTagCreateEntry(image_id=i, tag_id=t) for i, t in pairs[start:start + 128]]
+            self.call("tagging images", self.trainer.create_image_tags, project_id, tags=entries)
 
     def delete_images(self, project_id: str, image_ids: list[str]) -> None:
         for start in range(0, len(image_ids), MAX_IDS_PER_CALL):

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 MAX_BATCH_IMAGES = 64
 MAX_BATCH_TAGS = 20
 MAX_TRAINING_BYTES = 6 * 1024 * 1024
+# Our own cap on one request's images (sent base64 in JSON): 64 photos of 6 MB would be half a gigabyte.
+MAX_BATCH_BYTES = 48 * 1024 * 1024
 
 
 def record_path(run: Run) -> Path:
@@ -68,7 +70,9 @@ def upload(client: Client, run: Run, progress: Progress, project_id: str, reused
     waiting = set(pending["uri"])
     record["failed"] = {u: s for u, s in record["failed"].items() if u in waiting}
     total, sent = len(pending), 0
-    for batch in exporters.batches(pending, MAX_BATCH_IMAGES, MAX_BATCH_TAGS):
+    batches = (part for batch in exporters.batches(pending, MAX_BATCH_IMAGES, MAX_BATCH_TAGS)
+               for part in _by_bytes(batch, MAX_BATCH_BYTES))
+    for batch in batches:
         entries, sent_rows = [], []
         for uri, sha, labels in zip(batch["uri"], batch["sha256"], batch["labels"]):
             try:
@@ -109,6 +113,19 @@ def upload(client: Client, run: Run, progress: Progress, project_id: str, reused
         sent += len(batch)
         progress.advance("uploading", sent, total)
     return out
+
+
+def _by_bytes(batch: pd.DataFrame, limit: int):
+    """Split a batch so the files in each part add up to at most `limit` bytes (one file may exceed it)."""
+    start, total = 0, 0
+    sizes = [min(b or 0, MAX_TRAINING_BYTES) for b in batch["bytes"]]
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            yield batch.iloc[start:i]
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield batch.iloc[start:]
 
 
 def failure_message(failed: dict[str, str]) -> str:

@@ -203,6 +203,10 @@ class LocalProvider(Provider):
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
+            try:  # our own child (deploy and down in one process): reap it, or it lingers as a zombie
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
     def export(self, model: TrainResult, dest: Path) -> list[Path]:
         self._require_model()

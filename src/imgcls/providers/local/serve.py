@@ -233,3 +233,18 @@ def serve(artifact_dir: Path, host: str = "127.0.0.1", port: int = 8080, **optio
         pass
     finally:
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m imgcls.providers.local.serve ARTIFACT_DIR --host H --port P` (what `deploy --detach` runs)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m imgcls.providers.local.serve")
+    parser.add_argument("artifact_dir", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    serve(args.artifact_dir, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
