@@ -53,13 +53,26 @@ def open_run(cfg: RunConfig, run_id: str | None = None, new: bool = False) -> Ru
                              hint=f"pass --provider {run.provider}, or start a new run without --run")
         return run
     if not new:
-        latest = Run.latest(runs_dir(cfg), cfg.name, cfg.provider)
+        latest = Run.latest(runs_dir(cfg), cfg.name, cfg.provider, config_fingerprint(cfg))
         if latest is not None:
             return latest
-    run = Run.create(runs_dir(cfg), cfg.name, cfg.provider)
+    run = Run.create(runs_dir(cfg), cfg.name, cfg.provider, config_fingerprint(cfg))
     resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
     runs_mod.atomic_write(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     return run
+
+
+# What makes a different model: a change here starts a new run; evaluate/deploy/predict settings do not.
+_MODEL_SECTIONS = ("task", "dataset", "split", "train")
+
+
+def config_fingerprint(cfg: RunConfig) -> str:
+    import hashlib
+    import json as jsonlib
+    data = cfg.model_dump(mode="json")
+    keyed = {k: data[k] for k in (*_MODEL_SECTIONS, cfg.provider) if k in data}
+    keyed["base_dir"] = cfg.base_dir  # relative dataset paths mean other files elsewhere
+    return hashlib.sha256(jsonlib.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_config(run: Run) -> RunConfig:
@@ -474,7 +487,7 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
         return {"runs": [{"run": r.id, "provider": r.provider, "created": r.ledger["created"],
                           "steps": sorted(r.ledger["steps"]),
                           "active_resources": len(r.resources())} for r in runs_mod.list_runs(root)]}
-    run = Run.open(root, run_id) if run_id else Run.latest(root, cfg.name, cfg.provider)
+    run = Run.open(root, run_id) if run_id else _latest_any(cfg)
     if run is None:
         raise UsageError(f"no run of '{cfg.name}' on {cfg.provider} yet", hint="start one with `imgcls run`")
     op = run.operation("train")
@@ -486,10 +499,17 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
             "steps": run.ledger["steps"], "training": op, "resources": run.ledger["resources"]}
 
 
+def _latest_any(cfg: RunConfig) -> Run | None:
+    """For status and down: the latest run of this exact config, else of this name and provider."""
+    root = runs_dir(cfg)
+    return (Run.latest(root, cfg.name, cfg.provider, config_fingerprint(cfg))
+            or Run.latest(root, cfg.name, cfg.provider))
+
+
 def down(cfg: RunConfig, run_id: str | None = None, keep: tuple[str, ...] = (),
          progress: Progress = _QUIET) -> dict:
     """Delete every active resource the ledger lists, newest first, and record each deletion."""
-    run = Run.open(runs_dir(cfg), run_id) if run_id else Run.latest(runs_dir(cfg), cfg.name, cfg.provider)
+    run = Run.open(runs_dir(cfg), run_id) if run_id else _latest_any(cfg)
     if run is None:
         raise UsageError(f"no run of '{cfg.name}' on {cfg.provider} to take down", hint="pass --run ID")
     if run.provider != cfg.provider:

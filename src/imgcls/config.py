@@ -134,22 +134,42 @@ class CustomVisionConfig(Section):
 
 
 class AzureMLConfig(Section):
-    subscription_id: Optional[str] = None
-    resource_group: Optional[str] = None
-    workspace: Optional[str] = None
-    compute: str = "gpu-cluster"
-    vm_size: str = "Standard_NC6s_v3"
-    max_nodes: int = Field(1, ge=1)
-    model_names: list[str] = Field(default_factory=lambda: ["vitb16r224"])
-    max_trials: int = Field(1, ge=1)
-    max_concurrent_trials: int = Field(1, ge=1)
-    sampling_algorithm: Literal["random", "grid", "bayesian"] = "random"
-    early_termination: Optional[Literal["bandit", "median_stopping", "truncation_selection"]] = None
-    search_space: list[dict[str, Any]] = Field(default_factory=list)
-    training_parameters: dict[str, Any] = Field(default_factory=dict)
-    instance_type: str = "Standard_DS3_v2"
-    instance_count: int = Field(1, ge=1)
+    # Credentials never go here: azure-identity's DefaultAzureCredential finds them (az login, an
+    # AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID service principal, managed identity).
+    subscription_id: Optional[str] = Field(None, description="Azure subscription id; unset or empty: $AZURE_SUBSCRIPTION_ID.")
+    resource_group: Optional[str] = Field(None, description="Resource group of the workspace; unset or empty: $AZURE_RESOURCE_GROUP.")
+    workspace: Optional[str] = Field(None, description="Azure ML workspace name; unset or empty: $AZUREML_WORKSPACE.")
+    compute: str = Field("gpu-cluster", description="AmlCompute cluster the AutoML job runs on. Created (min 0 nodes) "
+                                                    "if absent, and then removed by `imgcls down`; an existing "
+                                                    "cluster is used and left alone.")
+    vm_size: str = Field("Standard_NC6s_v3", description="VM size of a cluster the run creates (a GPU size for AutoML images).")
+    max_nodes: int = Field(1, ge=1, description="Most nodes of a cluster the run creates.")
+    model_names: list[str] = Field(default_factory=lambda: ["vitb16r224"],
+                                   description="AutoML image models to try, e.g. [vitb16r224, vits16r224, seresnext, "
+                                               "resnet50]. One trial: the first; a sweep: a choice among them.")
+    max_trials: int = Field(1, ge=1, description="Trials of the job; above 1 (or with train.preset: best, or a "
+                                                 "search_space) the job sweeps.")
+    max_concurrent_trials: int = Field(1, ge=1, description="Trials run at once (at most the cluster's nodes).")
+    sampling_algorithm: Literal["random", "grid", "bayesian"] = Field("random", description="How a sweep samples.")
+    early_termination: Optional[Literal["bandit", "median_stopping", "truncation_selection"]] = Field(
+        None, description="Early termination policy of a sweep (not with bayesian sampling).")
+    search_space: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Sweep subspaces, each {parameter: values}: a list or {choice: [...]}, {uniform: [lo, hi]}, "
+                    "{loguniform: [lo, hi]}, {randint: upper}, {normal: [mu, sigma]}, {quniform: [lo, hi, q]} …, "
+                    "e.g. [{model_name: [vitb16r224], learning_rate: {uniform: [0.001, 0.01]}}].")
+    training_parameters: dict[str, Any] = Field(default_factory=dict,
+                                                description="Fixed AutoML image training parameters, e.g. "
+                                                            "{number_of_epochs: 15, learning_rate: 0.01}.")
+    instance_type: str = Field("Standard_DS3_v2", description="VM size of the online deployment.")
+    instance_count: int = Field(1, ge=1, description="Instances of the online deployment.")
     storage_account_url: Optional[str] = Field(None, description="Blob account URL for uploads; defaults to the datastore's.")
+    keep_images: bool = Field(True, description="`down` leaves the uploaded images in the datastore: they are "
+                                                "content-addressed (imgcls/images/<sha256>) and shared by every "
+                                                "run that uses them. false: `down` also deletes the images this "
+                                                "run uploaded.")
+    predict_batch: int = Field(8, ge=1, le=64, description="Images per scoring request (each request also stays "
+                                                           "under 4 MB).")
 
 
 class RunConfig(Section):

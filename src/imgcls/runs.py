@@ -77,12 +77,13 @@ class Run:
 
     # -- creation and lookup -------------------------------------------------------------
     @classmethod
-    def create(cls, runs_dir: Path, name: str, provider: str) -> "Run":
+    def create(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None) -> "Run":
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = f"{name}-{provider}-{stamp}-{secrets.token_hex(2)}"
         path = Path(runs_dir) / run_id
         path.mkdir(parents=True, exist_ok=False)
         ledger = {"run_id": run_id, "name": name, "provider": provider, "created": now(),
+                  "config_fingerprint": fingerprint,
                   "steps": {}, "resources": [], "operations": [], "events": []}
         write_json(path / "ledger.json", ledger)
         return cls(path)
@@ -97,9 +98,11 @@ class Run:
         return cls(path)
 
     @classmethod
-    def latest(cls, runs_dir: Path, name: str, provider: str) -> "Run | None":
+    def latest(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None) -> "Run | None":
+        """The newest run of this name and provider (and, when given, of the same model-defining config)."""
         for run in list_runs(runs_dir):
-            if run.ledger.get("name") == name and run.ledger.get("provider") == provider:
+            if run.ledger.get("name") == name and run.ledger.get("provider") == provider and (
+                    fingerprint is None or run.ledger.get("config_fingerprint") == fingerprint):
                 return run
         return None
 

@@ -47,6 +47,9 @@ def start(tmp_path, monkeypatch):
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.gcs_url)
         monkeypatch.setenv("IMGCLS_VERTEX_ANONYMOUS", "1")
         monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+        # The fake trains in 0.3 s: look at pipelines and batch jobs every 0.2 s instead of 1 s growing to 30.
+        from imgcls.providers.vertex.provider import VertexProvider
+        monkeypatch.setattr(VertexProvider, "poll_interval", 0.2)
         yield VertexHarness(fake)
         assert not fake.crashes, fake.crashes[0]
         assert not fake.unhandled, f"requests the fake has no route for: {fake.unhandled}"

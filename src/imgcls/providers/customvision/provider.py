@@ -62,14 +62,16 @@ class CustomVisionProvider(Provider):
         if remote:
             raise DataError(f"Custom Vision takes image files; {len(remote)} rows are URIs, e.g. {remote[0]}",
                             hint="download them and point dataset.source at the local copies")
+        # No validation split of its own: train+validation go up, test stays here and is scored
+        # through the published iteration so every provider's metrics are comparable.
+        rows = manifest[manifest["split"].isin(["train", "validation"])]
+        if not self.section.project_id:
+            self._check_enough(rows)
         project = project_mod.ensure_project(self.client, self.run, self.config, self.progress)
         # Recorded before anything goes in, so `down` finds what an interrupted import added.
         self.run.record("image", f"{project['id']}:images", project_id=project["id"],
                         record=str(upload_mod.record_path(self.run)), reused=not project["created"])
         tag_ids = project_mod.ensure_tags(self.client, self.run, project, labels)
-        # No validation split of its own: train+validation go up, test stays here and is scored
-        # through the published iteration so every provider's metrics are comparable.
-        rows = manifest[manifest["split"].isin(["train", "validation"])]
         self.progress.log(f"uploading {len(rows)} train+validation images to Custom Vision project "
                           f"{project['name']} ({project['id']}); {len(manifest) - len(rows)} test images stay local")
         out = upload_mod.upload(self.client, self.run, self.progress, project["id"], not project["created"],
@@ -84,6 +86,20 @@ class CustomVisionProvider(Provider):
             "project_name": project["name"], "project_created": project["created"], "tags": tag_ids,
             "uploaded": out.uploaded + out.duplicates + out.already, "duplicates": out.duplicates,
             "test_images_kept_local": len(manifest) - len(rows), "reencoded": out.reencoded})
+
+    def _check_enough(self, rows) -> None:
+        """The service trains on what is uploaded and wants 5 images a tag: say so before creating anything."""
+        need = self.limits.min_images_per_label
+        counts: dict[str, int] = {}
+        for labels in rows["labels"]:
+            for label in labels:
+                counts[label] = counts.get(label, 0) + 1
+        short = {label: n for label, n in sorted(counts.items()) if n < need}
+        if short:
+            raise DataError("Custom Vision trains only on the train+validation images and needs "
+                            f"{need} per label; outside the test split "
+                            + ", ".join(f"'{label}' has {n}" for label, n in short.items()),
+                            hint="add images of those labels, or lower split.test (or give dataset.test_source)")
 
     # -- train ------------------------------------------------------------------------------------
     def start_training(self, dataset: DatasetRef) -> dict:

@@ -34,11 +34,12 @@ CREDENTIALS_HINT = ("set GOOGLE_APPLICATION_CREDENTIALS to a service-account key
 LRO_TIMEOUT = 4 * 3600.0        # seconds we wait on one import/deploy/delete before TimedOut (resumable)
 # An operation is usually done within seconds (deletes) or many minutes (imports, deploys): look soon,
 # then back off.
-POLLING = Retry(initial=0.2, maximum=15.0, multiplier=1.6, timeout=LRO_TIMEOUT)
+POLLING = Retry(initial=0.1, maximum=15.0, multiplier=1.6, timeout=LRO_TIMEOUT)
 POLL_RPC_RETRY = Retry(predicate=if_transient_error, initial=0.2, maximum=5.0, multiplier=2.0, timeout=120.0)
 # google-cloud-storage retries for 120 s with its own predicate (uploads included, when asked): shorter.
 GCS_RETRY = GCS_DEFAULT_RETRY.with_delay(initial=0.5, maximum=8.0).with_timeout(60.0)
 GCS_TIMEOUT = 120.0
+RETRY_DELAY = 0.5            # seconds before the first retry; doubled each time, at most 8
 _RETRIED = (gexc.TooManyRequests, gexc.ServiceUnavailable)
 # Reads and deletes may also be retried after an error that might have happened after the work was done.
 _RETRIED_IDEMPOTENT = _RETRIED + (gexc.InternalServerError, gexc.BadGateway, gexc.GatewayTimeout,
@@ -125,7 +126,7 @@ class VertexClient:
             except retried as exc:
                 if attempt >= self.settings.retries:
                     raise self.translate(exc, what) from None
-                delay = min(8.0, 0.5 * 2 ** attempt) * (0.75 + random.random() / 2)
+                delay = min(8.0, RETRY_DELAY * 2 ** attempt) * (0.75 + random.random() / 2)
                 attempt += 1
                 self.log(f"Vertex AI: {what}: {_status(exc)}; retry {attempt}/{self.settings.retries} in {delay:.1f} s")
                 time.sleep(delay)

@@ -1,0 +1,402 @@
+"""The only module that imports azure-ai-ml, azure-identity and azure-storage-blob: builds the clients,
+turns our plain job description into the SDK's AutoML job, makes the few REST calls the SDK has no
+public method for (MLflow metrics, run-history errors, scoring) and translates every SDK error into ours.
+No decisions about what to create, keep or wait for live here."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from azure.ai.ml import Input, MLClient, automl
+from azure.ai.ml.automl import SearchSpace
+from azure.ai.ml.constants import AssetTypes
+from azure.ai.ml.entities import AmlCompute, Data, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
+from azure.ai.ml.entities._job.automl.image.image_classification_job import ImageClassificationJob
+from azure.ai.ml.exceptions import MlException
+from azure.ai.ml.sweep import (BanditPolicy, Choice, LogNormal, LogUniform, MedianStoppingPolicy, Normal,
+                               QLogNormal, QLogUniform, QNormal, QUniform, Randint, TruncationSelectionPolicy,
+                               Uniform)
+from azure.core import PipelineClient
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceExistsError,
+                                   ResourceNotFoundError, ServiceRequestError, ServiceResponseError)
+from azure.core.pipeline.policies import (BearerTokenCredentialPolicy, HeadersPolicy, ProxyPolicy, RetryPolicy,
+                                          UserAgentPolicy)
+from azure.core.rest import HttpRequest
+from azure.identity import DefaultAzureCredential
+from azure.storage.blob import ContainerClient, ContentSettings
+
+from ...errors import AuthError, ConfigError, DataError, ImgclsError, ProviderError
+from .jobspec import JobSpec
+from .settings import CREDENTIAL_ENV, SOURCES, Settings, where
+
+ARM_SCOPE = "https://management.azure.com/.default"   # what azure-ai-ml and azureml-mlflow ask tokens for
+_DISTRIBUTIONS = {"choice": Choice, "randint": Randint, "uniform": Uniform, "loguniform": LogUniform,
+                  "normal": Normal, "lognormal": LogNormal, "quniform": QUniform, "qloguniform": QLogUniform,
+                  "qnormal": QNormal, "qlognormal": QLogNormal}
+_POLICIES = {"bandit": BanditPolicy, "median_stopping": MedianStoppingPolicy,
+             "truncation_selection": TruncationSelectionPolicy}
+TRAINING_PARAMETERS = frozenset(inspect.signature(ImageClassificationJob.set_training_parameters).parameters) - {"self"}
+
+
+def make_credential(settings: Settings, log: Callable[[str], None]) -> tuple[Any, str]:
+    """DefaultAzureCredential, or — only when IMGCLS_AZURE_CREDENTIAL names one — the test seam's."""
+    if not settings.credential:
+        return DefaultAzureCredential(exclude_interactive_browser_credential=True), "DefaultAzureCredential"
+    module, _, attr = settings.credential.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"{CREDENTIAL_ENV}={settings.credential!r} cannot be loaded ({type(exc).__name__}: {exc})",
+                          hint="write module:attribute of a credential class, or unset it to use "
+                               "DefaultAzureCredential") from None
+    log(f"azureml: using the credential {settings.credential} from {CREDENTIAL_ENV}, not DefaultAzureCredential")
+    return factory(), f"{settings.credential} (from {CREDENTIAL_ENV})"
+
+
+class _SdkLog(logging.Handler):
+    """The SDK's warnings go to `imgcls -v` instead of Python's last-resort stderr handler."""
+
+    def __init__(self, sink: Callable[[str], None]):
+        super().__init__(logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink(f"azure: {record.getMessage()}")
+
+
+class Client:
+    def __init__(self, settings: Settings, log: Callable[[str], None] = lambda _: None,
+                 debug: Callable[[str], None] = lambda _: None):
+        settings.require()
+        self.settings, self.log = settings, log
+        sdk_logger = logging.getLogger("azure")
+        for handler in [h for h in sdk_logger.handlers if isinstance(h, _SdkLog)]:
+            sdk_logger.removeHandler(handler)
+        sdk_logger.addHandler(_SdkLog(debug))
+        self.credential, self.credential_source = make_credential(settings, log)
+        self.ml = MLClient(self.credential, settings.subscription_id, settings.resource_group, settings.workspace,
+                           enable_telemetry=False)
+        self._tracking: str | None = None
+        self._rest = PipelineClient("https://localhost", policies=_policies(
+            BearerTokenCredentialPolicy(self.credential, ARM_SCOPE)))
+        self._plain = PipelineClient("https://localhost", policies=_policies(None))
+
+    # -- the one place SDK errors become ours ---------------------------------------------------
+    def call(self, what: str, fn: Callable, *args, setting: str | None = None, missing_ok: bool = False, **kwargs):
+        """fn(*args, **kwargs) (azure-core has retried 429/5xx, honouring Retry-After); errors translated.
+
+        missing_ok: a 404 returns None. setting: the config key a 400 points at (ConfigError)."""
+        try:
+            return fn(*args, **kwargs)
+        except ClientAuthenticationError as exc:       # a credential that cannot get a token, or a 401
+            raise self._auth_error(exc) from None
+        except ResourceNotFoundError as exc:
+            if missing_ok:
+                return None
+            raise self._not_found(what, exc) from None
+        except HttpResponseError as exc:
+            raise self._translate(what, exc, setting) from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise ProviderError(f"Azure ML {what}: cannot reach the service ({_scrub(_first_line(exc))})",
+                                hint="check the network (and HTTPS_PROXY), then run the same command again: "
+                                     "the run resumes where it stopped") from None
+        except MlException as exc:                     # the SDK's own validation, before any request
+            raise ConfigError(f"Azure ML {what}: {_scrub(_first_line(exc))}",
+                              hint=f"check {setting or 'the azureml: section'}") from None
+
+    def _auth_error(self, exc: ClientAuthenticationError) -> AuthError:
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            code, message = _code_message(exc)
+            return AuthError(f"Azure ML rejected the token of {self.credential_source} ({status} {code}: {message})",
+                             hint="sign in again (`az login`) or renew the service principal's secret; the "
+                                  f"identity needs access to workspace {self.settings.workspace}", status=status)
+        tried = tried_sources(str(exc))
+        listed = "; ".join(f"{name}: {reason}" for name, reason in tried) or _scrub(_first_line(exc))
+        return AuthError(f"no Azure credential worked ({self.credential_source}). Tried: {listed}",
+                         hint="sign in with `az login`, or export AZURE_CLIENT_ID, AZURE_TENANT_ID and "
+                              "AZURE_CLIENT_SECRET for a service principal, or run where a managed identity is "
+                              "assigned; then run the same command again (the run resumes)",
+                         tried=[name for name, _ in tried] or list(SOURCES))
+
+    def _not_found(self, what: str, exc: ResourceNotFoundError) -> ImgclsError:
+        code, message = _code_message(exc)
+        if "workspaces/" in message and "not found" in message.lower():
+            return ConfigError(f"Azure ML workspace {self.settings.workspace} not found in resource group "
+                               f"{self.settings.resource_group} of subscription {self.settings.subscription_id}",
+                               hint=f"check {where('workspace')}, {where('resource_group')} and "
+                                    f"{where('subscription_id')}")
+        return ProviderError(f"Azure ML {what}: {message} ({code})", status=404)
+
+    def _translate(self, what: str, exc: HttpResponseError, setting: str | None) -> ImgclsError:
+        status = exc.status_code
+        code, message = _code_message(exc)
+        text = f"Azure ML {what}: {message}" + (f" ({code})" if code else f" ({status})")
+        if status == 403:
+            return AuthError(f"{text}: {self.credential_source} is not allowed to do this",
+                             hint=f"give the identity a role on workspace {self.settings.workspace} (e.g. "
+                                  "AzureML Data Scientist) and, for uploads, Storage Blob Data Contributor",
+                             status=status)
+        if status in (400, 409, 422) and setting:
+            return ConfigError(text, hint=f"check {setting}", status=status, code=code)
+        if status == 429 or (status or 0) >= 500:
+            return ProviderError(f"{text}, after retries", hint="Azure is throttling or failing; run the same "
+                                 "command again later: the run resumes where it stopped", status=status)
+        return ProviderError(text, status=status, code=code)
+
+    # -- workspace, MLflow and run history (REST with the credential's token) ------------------------
+    def tracking_base(self) -> str:
+        """https://HOST/mlflow/v1.0/subscriptions/…/workspaces/WS, from the workspace's mlflow_tracking_uri."""
+        if self._tracking is None:
+            ws = self.call("reading the workspace", self.ml.workspaces.get, self.settings.workspace)
+            uri = ws.mlflow_tracking_uri or ""
+            self._tracking = "https://" + uri.split("://", 1)[-1].split("?", 1)[0].rstrip("/")
+        return self._tracking
+
+    def _get_json(self, what: str, url: str, params: dict | None = None) -> dict | None:
+        response = self.call(what, self._rest.send_request, HttpRequest("GET", url, params=params))
+        if response.status_code == 404:
+            return None
+        if response.status_code in (401, 403):
+            raise AuthError(f"Azure ML {what}: {response.status_code} for {self.credential_source}",
+                            hint=f"the identity needs access to workspace {self.settings.workspace}")
+        if response.status_code >= 400:
+            raise ProviderError(f"Azure ML {what}: HTTP {response.status_code} {response.text()[:300]}")
+        return response.json()
+
+    def mlflow_run(self, run_id: str) -> dict | None:
+        """MLflow's runs/get (what azureml-mlflow reads): {"info": …, "data": {"metrics": [...], …}}."""
+        body = self._get_json("reading trial metrics", f"{self.tracking_base()}/api/2.0/mlflow/runs/get",
+                              {"run_id": run_id})
+        return (body or {}).get("run")
+
+    def run_error(self, run_id: str) -> str | None:
+        """The failure message run history keeps for a job (the ARM job resource carries none)."""
+        base = self.tracking_base().replace("/mlflow/v1.0/", "/history/v1.0/", 1)
+        details = self._get_json("reading the job's error", f"{base}/runs/{run_id}/details") or {}
+        error = (details.get("error") or {}).get("error") or details.get("error") or {}
+        return error.get("message") or None
+
+    # -- blob storage -------------------------------------------------------------------------------
+    def default_datastore(self) -> dict:
+        """The workspace's default datastore and a credential for its container (its SAS or key when the
+        datastore holds one, else the Azure AD credential)."""
+        try:
+            ds = self.call("reading the default datastore", self.ml.datastores.get_default, include_secrets=True)
+        except AuthError:                      # no listSecrets permission: try the identity itself
+            ds = self.call("reading the default datastore", self.ml.datastores.get_default)
+        creds, blob_credential = getattr(ds, "credentials", None), self.credential
+        if getattr(creds, "sas_token", None):
+            blob_credential = AzureSasCredential(creds.sas_token.lstrip("?"))
+        elif getattr(creds, "account_key", None):
+            blob_credential = AzureNamedKeyCredential(ds.account_name, creds.account_key)
+        return {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
+                "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
+                "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
+
+    def container(self, account_url: str, name: str, credential: Any) -> ContainerClient:
+        return ContainerClient(account_url=account_url, container_name=name, credential=credential,
+                               max_single_put_size=16 * 1024 * 1024)
+
+    def blob_names(self, container: ContainerClient, prefix: str) -> set[str]:
+        return set(self.call("listing blobs", lambda: [b.name for b in container.list_blobs(name_starts_with=prefix)]))
+
+    def put_blob(self, container: ContainerClient, name: str, data: bytes, content_type: str,
+                 overwrite: bool = False) -> bool:
+        """Upload; False when the blob was already there (and overwrite is off)."""
+        def put() -> bool:
+            try:
+                container.upload_blob(name, data, overwrite=overwrite,
+                                      content_settings=ContentSettings(content_type=content_type))
+            except ResourceExistsError:
+                return False
+            return True
+        return self.call(f"uploading {name}", put)
+
+    def delete_blobs(self, container: ContainerClient, names: list[str]) -> None:
+        for name in names:
+            self.call(f"deleting {name}", container.delete_blob, name, missing_ok=True)
+
+    # -- data and models -----------------------------------------------------------------------------
+    def register_data(self, name: str, version: str, path: str, description: str, tags: dict) -> str:
+        data = Data(name=name, version=version, type=AssetTypes.MLTABLE, path=path, description=description,
+                    tags=tags)
+        return self.call(f"registering data asset {name}:{version}", self.ml.data.create_or_update, data).id
+
+    def archive_data(self, name: str, version: str) -> None:
+        self.call(f"archiving data asset {name}:{version}", self.ml.data.archive, name, version, missing_ok=True)
+
+    def register_model(self, name: str, version: str, path: str, description: str, tags: dict) -> str:
+        model = Model(name=name, version=version, type=AssetTypes.MLFLOW_MODEL, path=path,
+                      description=description, tags=tags)
+        return self.call(f"registering model {name}:{version}", self.ml.models.create_or_update, model).id
+
+    def model_id(self, name: str, version: str) -> str | None:
+        found = self.call("reading the model", self.ml.models.get, name, version, missing_ok=True)
+        return found.id if found else None
+
+    def archive_model(self, name: str, version: str) -> None:
+        self.call(f"archiving model {name}:{version}", self.ml.models.archive, name, version, missing_ok=True)
+
+    # -- compute -------------------------------------------------------------------------------------
+    def compute(self, name: str) -> dict | None:
+        c = self.call(f"reading compute {name}", self.ml.compute.get, name, missing_ok=True)
+        return None if c is None else {"name": c.name, "state": c.provisioning_state, "size": getattr(c, "size", None),
+                                       "max_nodes": getattr(c, "max_instances", None)}
+
+    def create_compute(self, name: str, size: str, max_nodes: int, tags: dict) -> None:
+        cluster = AmlCompute(name=name, size=size, min_instances=0, max_instances=max_nodes,
+                             idle_time_before_scale_down=120, tags=tags)
+        poller = self.call(f"creating compute {name}", self.ml.compute.begin_create_or_update, cluster,
+                           setting="azureml.vm_size / azureml.max_nodes")
+        self.call(f"creating compute {name}", poller.result)
+
+    def delete_compute(self, name: str) -> None:
+        poller = self.call(f"deleting compute {name}", self.ml.compute.begin_delete, name, missing_ok=True)
+        if poller is not None:
+            self.call(f"deleting compute {name}", poller.result, missing_ok=True)
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def build_job(self, spec: JobSpec):
+        factory = automl.image_classification_multilabel if spec.multilabel else automl.image_classification
+        job = factory(compute=spec.compute, experiment_name=spec.experiment, target_column_name=spec.target_column,
+                      training_data=Input(type=AssetTypes.MLTABLE, path=spec.training_data),
+                      validation_data=(Input(type=AssetTypes.MLTABLE, path=spec.validation_data)
+                                       if spec.validation_data else None),
+                      primary_metric=spec.primary_metric, tags=dict(spec.tags))
+        job.name = job.display_name = spec.name
+        job.set_limits(timeout_minutes=spec.timeout_minutes, max_trials=spec.max_trials,
+                       max_concurrent_trials=spec.max_concurrent_trials)
+        unknown = sorted(set(spec.training_parameters) - TRAINING_PARAMETERS)
+        unknown += sorted({k for sub in spec.search_space for k in sub} - TRAINING_PARAMETERS)
+        if unknown:
+            raise ConfigError(f"unknown AutoML image training parameter(s): {', '.join(unknown)} "
+                              "(azureml.training_parameters / azureml.search_space)",
+                              hint="known: " + ", ".join(sorted(TRAINING_PARAMETERS)))
+        if spec.training_parameters:
+            job.set_training_parameters(**spec.training_parameters)
+        if spec.search_space:
+            job.extend_search_space([SearchSpace(**{k: _DISTRIBUTIONS[kind](args) if kind == "choice"
+                                                    else _DISTRIBUTIONS[kind](*args)
+                                                    for k, (kind, args) in sub.items()})
+                                     for sub in spec.search_space])
+            policy = (_POLICIES[spec.early_termination[0]](**spec.early_termination[1])
+                      if spec.early_termination else None)
+            job.set_sweep(sampling_algorithm=spec.sampling_algorithm.capitalize(), early_termination=policy)
+        return job
+
+    def submit(self, spec: JobSpec) -> dict:
+        job = self.build_job(spec)
+        return _job(self.call(f"submitting job {spec.name}", self.ml.jobs.create_or_update, job,
+                              setting="azureml.compute, azureml.training_parameters or azureml.search_space"))
+
+    def job(self, name: str) -> dict | None:
+        found = self.call(f"reading job {name}", self.ml.jobs.get, name, missing_ok=True)
+        return None if found is None else _job(found)
+
+    def cancel_job(self, name: str) -> None:
+        poller = self.call(f"cancelling job {name}", self.ml.jobs.begin_cancel, name, missing_ok=True)
+        if poller is not None:
+            self.call(f"cancelling job {name}", poller.result)
+
+    # -- endpoints and deployments ---------------------------------------------------------------------
+    def endpoint(self, name: str) -> dict | None:
+        e = self.call(f"reading endpoint {name}", self.ml.online_endpoints.get, name, missing_ok=True)
+        return None if e is None else {"name": e.name, "state": e.provisioning_state,
+                                       "traffic": dict(e.traffic or {}), "scoring_uri": e.scoring_uri}
+
+    def create_endpoint(self, name: str, description: str, tags: dict) -> None:
+        endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key", description=description, tags=tags)
+        poller = self.call(f"creating endpoint {name}", self.ml.online_endpoints.begin_create_or_update, endpoint)
+        self.call(f"creating endpoint {name}", poller.result)
+
+    def set_traffic(self, name: str, traffic: dict[str, int]) -> None:
+        endpoint = self.call(f"reading endpoint {name}", self.ml.online_endpoints.get, name)
+        endpoint.traffic = traffic
+        poller = self.call(f"routing traffic of {name}", self.ml.online_endpoints.begin_create_or_update, endpoint)
+        self.call(f"routing traffic of {name}", poller.result)
+
+    def delete_endpoint(self, name: str) -> None:
+        poller = self.call(f"deleting endpoint {name}", self.ml.online_endpoints.begin_delete, name, missing_ok=True)
+        if poller is not None:
+            self.call(f"deleting endpoint {name}", poller.result, missing_ok=True)
+
+    def deployment(self, endpoint: str, name: str) -> dict | None:
+        d = self.call(f"reading deployment {name}", self.ml.online_deployments.get, name, endpoint, missing_ok=True)
+        return None if d is None else {"name": d.name, "state": d.provisioning_state, "model": d.model}
+
+    def create_deployment(self, endpoint: str, name: str, model_id: str, instance_type: str, count: int) -> None:
+        deployment = ManagedOnlineDeployment(name=name, endpoint_name=endpoint, model=model_id,
+                                             instance_type=instance_type, instance_count=count)
+        poller = self.call(f"creating deployment {name}", self.ml.online_deployments.begin_create_or_update,
+                           deployment, setting="azureml.instance_type / azureml.instance_count")
+        self.call(f"creating deployment {name}", poller.result, setting="azureml.instance_type")
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        poller = self.call(f"deleting deployment {name}", self.ml.online_deployments.begin_delete, name, endpoint,
+                           missing_ok=True)
+        if poller is not None:
+            self.call(f"deleting deployment {name}", poller.result, missing_ok=True)
+
+    def endpoint_key(self, name: str) -> str:
+        return self.call(f"reading the keys of endpoint {name}", self.ml.online_endpoints.get_keys, name).primary_key
+
+    def score(self, scoring_uri: str, key: str, deployment: str, body: dict) -> list:
+        """POST the AutoML image body to the endpoint with its key; the answer's JSON list."""
+        request = HttpRequest("POST", scoring_uri, json=body,
+                              headers={"Authorization": f"Bearer {key}", "azureml-model-deployment": deployment})
+        response = self.call("scoring", self._plain.send_request, request)
+        if response.status_code in (401, 403):
+            raise AuthError(f"the endpoint at {scoring_uri} refused its key ({response.status_code})",
+                            hint="run the command again (the key is read afresh), or regenerate the keys")
+        if response.status_code >= 400:
+            raise ProviderError(f"Azure ML scoring: HTTP {response.status_code} {response.text()[:300]}",
+                                hint="see the deployment's logs in Azure ML studio")
+        return response.json()
+
+
+# -- helpers: SDK values -> plain values, error text ----------------------------------------------
+
+def _policies(auth) -> list:
+    policies = [HeadersPolicy(), UserAgentPolicy(base_user_agent="imgcls"), ProxyPolicy(),
+                RetryPolicy(retry_total=3, retry_backoff_factor=0.8)]
+    return policies + ([auth] if auth is not None else [])
+
+
+def _job(job) -> dict:
+    return {"name": job.name, "status": job.status, "tags": dict(job.tags or {}),
+            "properties": dict(job.properties or {}), "studio_url": getattr(job, "studio_url", None)}
+
+
+def _code_message(exc: HttpResponseError) -> tuple[str | None, str]:
+    err = getattr(exc, "error", None)
+    code = getattr(err, "code", None) or getattr(exc, "error_code", None)
+    message = getattr(err, "message", None) or getattr(exc, "reason", None) or _first_line(exc)
+    return code, _scrub(str(message).strip())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _scrub(text: str) -> str:
+    """No SAS signature or bearer token in anything we print."""
+    text = re.sub(r"(?i)(sig=)[^&\s'\"]+", r"\1***", text)
+    return re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+", r"\1***", text)
+
+
+def tried_sources(message: str) -> list[tuple[str, str]]:
+    """(credential, short reason) per line of a DefaultAzureCredential / ChainedTokenCredential failure."""
+    tried = []
+    for name, reason in re.findall(r"^\t(\w+): (.+)$", message, flags=re.M):
+        reason = re.sub(r"https?://\S+", "", reason)
+        reason = re.sub(rf"^{name} authentication unavailable\.?\s*", "", reason).strip()
+        reason = (re.split(r"(?<=[.!])\s", reason)[0].rstrip(".") or "unavailable")[:120]
+        tried.append((name, _scrub(reason)))
+    return tried

@@ -1,0 +1,56 @@
+"""How a run's Azure ML resources are named: derived from the run id, so a resumed run finds them again,
+and within Azure's rules (job names take no dots, endpoint names 3-32 characters unique in the region,
+model versions are integers while data asset versions may be any string)."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+IMAGES_PREFIX = "imgcls/images/"          # content-addressed, shared by every run
+DEPLOYMENT = "imgcls"
+
+
+def short_id(run) -> str:
+    """The part of the run id after `<name>-<provider>-`: `20260101-120000-ab12`."""
+    return run.id.removeprefix(f"{run.ledger.get('name')}-{run.provider}-")
+
+
+def _slug(text: str, allowed: str = r"A-Za-z0-9_-") -> str:
+    return re.sub(rf"[^{allowed}]+", "-", text).strip("-")
+
+
+def run_prefix(run) -> str:
+    return f"imgcls/runs/{run.id}/"
+
+
+def image_blob(sha256: str, suffix: str) -> str:
+    return f"{IMAGES_PREFIX}{sha256}{suffix}"
+
+
+def job(run, attempt: int = 1) -> str:
+    base = _slug(f"imgcls-{run.id}")[:240]
+    return base if attempt <= 1 else f"{base}-{attempt}"
+
+
+def experiment(config_name: str) -> str:
+    return _slug(f"imgcls-{config_name}")[:250]
+
+
+def data_asset(config_name: str, split: str) -> str:
+    return _slug(f"imgcls-{config_name}-{split}", r"A-Za-z0-9_.-")[:250]
+
+
+def data_version(run) -> str:
+    return _slug(short_id(run), r"A-Za-z0-9_.-") or "1"
+
+
+def model(run) -> tuple[str, str]:
+    """(name, version): one model name per run, version "1" — known before registering, never raced."""
+    return _slug(f"imgcls-{run.ledger.get('name')}-{short_id(run)}", r"A-Za-z0-9_.-")[:250], "1"
+
+
+def endpoint(run) -> str:
+    stem = _slug(str(run.ledger.get("name")).lower(), r"a-z0-9")[:14].strip("-")
+    if not stem or not stem[0].isalpha():
+        stem = f"ic-{stem}".strip("-")
+    return f"{stem}-{hashlib.sha1(run.id.encode()).hexdigest()[:10]}"

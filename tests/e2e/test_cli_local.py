@@ -1,0 +1,122 @@
+"""The CLI end to end on `local`: --json documents, gates (exit 9), compare, --no-wait + status, timeouts."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_dataset
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def imgcls(*args, cwd, check_code=None):
+    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=ENV, timeout=300)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    if check_code is not None:
+        assert proc.returncode == check_code, (proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A config on generated images and one evaluated run, shared by the tests below."""
+    root = tmp_path_factory.mktemp("cli")
+    data = make_dataset(root / "data", {"red": 10, "green": 10, "blue": 10}, size=(96, 72))
+    cfg = root / "run.yaml"
+    cfg.write_text(f"name: cli\ndataset:\n  source: {data}\nsplit: {{validation: 0.2, test: 0.3}}\n"
+                   f"deploy: {{port: 0}}\nevaluate: {{report: false}}\n")
+    proc = imgcls("--json", "evaluate", "-c", str(cfg), cwd=root, check_code=0)
+    doc = json.loads(proc.stdout)
+    return root, cfg, doc
+
+
+def test_evaluate_json_is_one_document(project):
+    _, _, doc = project
+    ev = doc["evaluation"]
+    assert doc["run"] and ev["provider"] == "local" and ev["metrics"]["n_images"] == 9
+    assert set(ev["metrics"]["per_label"]) == {"red", "green", "blue"}
+
+
+def test_gate_that_fails_exits_9_and_json_carries_gates(project):
+    root, cfg, doc = project
+    proc = imgcls("--json", "evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>=1.01",
+                  "--gate", "recall@red>=0.0", cwd=root, check_code=9)
+    out = json.loads(proc.stdout)
+    gates = {g["metric"]: g for g in out["gates"]}
+    assert gates["accuracy"]["passed"] is False and gates["accuracy"]["bound"] == 1.01
+    assert gates["recall@red"]["passed"] is True
+    assert out["error"]["exit_code"] == 9
+    proc = imgcls("evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>=1.01", cwd=root,
+                  check_code=9)
+    assert "accuracy = " in proc.stderr and "needs >= 1.01" in proc.stderr
+
+
+def test_gate_that_holds_exits_0(project):
+    root, cfg, doc = project
+    proc = imgcls("--json", "evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>=0.0",
+                  "--set", "evaluate.gates.macro_f1=0.0", cwd=root, check_code=0)
+    gates = json.loads(proc.stdout)["evaluation"]["gates"]
+    assert [g["passed"] for g in gates] == [True, True]
+
+
+def test_bad_gate_syntax_is_usage_error(project):
+    root, cfg, doc = project
+    proc = imgcls("evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy=high", cwd=root,
+                  check_code=2)
+    assert "METRIC>=VALUE" in proc.stderr
+
+
+def test_compare_two_runs_on_the_same_split(project):
+    root, cfg, doc = project
+    second = json.loads(imgcls("--json", "run", "-c", str(cfg), "--set", "local.tta=true", cwd=root,
+                               check_code=0).stdout)
+    imgcls("down", "-c", str(cfg), "--run", second["run"], cwd=root, check_code=0)
+    proc = imgcls("compare", doc["run"], second["run"], "--html", str(root / "cmp.html"), cwd=root, check_code=0)
+    assert doc["run"] in proc.stdout and "McNemar p" in proc.stdout and "bootstrap CI" in proc.stdout
+    assert (root / "cmp.html").read_text().count("<tr>") == 3
+    out = json.loads(imgcls("--json", "compare", doc["run"], second["run"], cwd=root, check_code=0).stdout)
+    assert out["n_images"] == 9 and len(out["pairwise"]) == 1
+
+
+def test_compare_refuses_different_splits(project, tmp_path):
+    root, cfg, doc = project
+    other = tmp_path / "other.yaml"
+    other.write_text(cfg.read_text().replace("test: 0.3", "test: 0.4") + f"runs_dir: {root / '.imgcls/runs'}\n")
+    run2 = json.loads(imgcls("--json", "evaluate", "-c", str(other), cwd=root, check_code=0).stdout)["run"]
+    proc = imgcls("compare", doc["run"], run2, cwd=root, check_code=4)
+    assert "different images" in proc.stderr and "--force" in proc.stderr
+    imgcls("compare", doc["run"], run2, "--force", cwd=root, check_code=0)
+
+
+def test_no_wait_trains_in_the_background_and_status_sees_it(tmp_path):
+    data = make_dataset(tmp_path / "data", {"red": 6, "blue": 6}, size=(64, 48))
+    cfg = tmp_path / "bg.yaml"
+    cfg.write_text(f"name: bg\ndataset:\n  source: {data}\nsplit: {{validation: 0.2, test: 0.3}}\n")
+    out = json.loads(imgcls("--json", "train", "-c", str(cfg), "--no-wait", cwd=tmp_path, check_code=0).stdout)
+    assert out["train"]["status"] == "running"
+    run = out["run"]
+    deadline = time.monotonic() + 180
+    state = None
+    while time.monotonic() < deadline:
+        status = json.loads(imgcls("--json", "status", "-c", str(cfg), "--run", run, cwd=tmp_path,
+                                   check_code=0).stdout)
+        state = status["training"]["state"]
+        if state != "running":
+            break
+        time.sleep(2)
+    assert state == "succeeded"
+    out = json.loads(imgcls("--json", "train", "-c", str(cfg), "--run", run, cwd=tmp_path, check_code=0).stdout)
+    assert out["train"]["status"] == "succeeded" and Path(out["train"]["model_id"], "model.onnx").exists()
+
+
+def test_init_writes_a_valid_config(tmp_path):
+    imgcls("init", "starter.yaml", "--source", "imgs/", cwd=tmp_path, check_code=0)
+    imgcls("config", "show", "-c", "starter.yaml", cwd=tmp_path, check_code=0)
+    imgcls("init", "starter.yaml", cwd=tmp_path, check_code=2)  # no overwrite without --force
