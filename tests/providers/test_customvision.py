@@ -22,7 +22,7 @@ from PIL import Image
 pytest.importorskip("azure.cognitiveservices.vision.customvision")
 
 from imgcls import api
-from imgcls.errors import AuthError, ProviderError, UnsupportedError
+from imgcls.errors import AuthError, DataError, ProviderError, UnsupportedError
 from imgcls.progress import Progress
 from imgcls.runs import Run
 from tests.conftest import COLOURS, make_dataset, make_image
@@ -390,4 +390,13 @@ def test_golden_requests(fake, tmp_path):
         path.write_text(json.dumps(got, indent=2) + "\n")
     assert got == json.loads(path.read_text())
     api.down(cfg, run.id)
+    assert fake.state.is_empty()
+
+
+def test_too_few_images_outside_the_test_split_stop_before_anything_is_created(fake, tmp_path):
+    data = make_dataset(tmp_path / "data", {"red": 5, "green": 8}, size=(64, 48))
+    cfg = api.load(write_cfg(tmp_path, data))                 # 5 red pass validation; one goes to test
+    with pytest.raises(DataError) as e:
+        api.import_dataset(cfg)
+    assert "'red' has 4" in e.value.message and e.value.exit_code == 4
     assert fake.state.is_empty()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import re
@@ -19,12 +18,12 @@ from PIL import Image
 
 pytest.importorskip("google.cloud.aiplatform_v1")
 
-import imgcls.api as api  # noqa: E402
-from imgcls.errors import AuthError, ConfigError, ProviderError, UnsupportedError  # noqa: E402
-from imgcls.runs import Run  # noqa: E402
-from tests.conftest import make_dataset  # noqa: E402
-from tests.contract import harness_vertex  # noqa: E402
-from tests.contract.harness_vertex import BUCKET, PREFIX  # noqa: E402
+from imgcls import api
+from imgcls.errors import AuthError, ConfigError, ProviderError, UnsupportedError
+from imgcls.runs import Run
+from tests.conftest import make_dataset
+from tests.contract import harness_vertex
+from tests.contract.harness_vertex import BUCKET, PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "vertex.yaml"
@@ -54,7 +53,7 @@ def load(fake, source: Path, *overrides: str, name: str = "vtest", provider: str
 
 
 def cli(*args: str, cwd: Path, env: dict) -> tuple[int, dict | None, str]:
-    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", "--json", *args], cwd=cwd, text=True,
+    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", "--json", *args], cwd=cwd, text=True, check=False,
                           capture_output=True, env=env, timeout=120)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     try:
@@ -176,7 +175,7 @@ def test_second_import_lists_once_and_uploads_nothing(fake, data):
     cfg = load(fake, data)
     api.import_dataset(cfg)
     before = len(fake.requests)
-    run, ref = api.import_dataset(cfg, new=True)
+    _, ref = api.import_dataset(cfg, new=True)
     again = fake.requests[before:]
     assert ref.extra["uploaded"] == 0 and ref.extra["already_there"] == 36
     assert [r.path for r in again if r.path.startswith("/storage/v1/b/") and r.method == "GET"] == [
@@ -228,6 +227,16 @@ def test_failed_pipeline_is_a_provider_error_with_the_services_message(fake, dat
     assert err.value.exit_code == 6
     (pipeline,) = fake.state.pipelines.values()
     assert pipeline.resource["trainingTaskInputs"]["disableEarlyStopping"] is True
+
+
+def test_down_cancels_a_running_pipeline_before_deleting_it(fake, data):
+    fake.pipeline_seconds = 60
+    cfg = load(fake, data)
+    run, _ = api.train(cfg, wait=False)
+    result = api.down(cfg, run.id)
+    assert [r["kind"] for r in result["deleted"]] == ["pipeline", "dataset", "object"]
+    assert fake.state.counts() == dict.fromkeys(fake.state.counts(), 0)
+    assert any(r.path.endswith(":cancel") for r in fake.requests)
 
 
 # -- retries, batch prediction, keep flags ----------------------------------------------------------
@@ -313,7 +322,18 @@ def test_big_images_are_reencoded_and_requests_stay_under_the_limit(fake, data, 
     assert bodies[0]["parameters"] == {"confidenceThreshold": 0, "maxPredictions": 3}
 
 
-# -- credentials --------------------------------------------------------------------------------------
+# -- start-up and credentials --------------------------------------------------------------------------------------
+
+def test_cli_start_up_never_imports_the_sdk(fake, tmp_path):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "imgcls.cli", "--json", "providers"],
+                          cwd=tmp_path, capture_output=True, text=True, env=cli_env(fake), check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
+    assert "imgcls.providers.vertex.provider" in imported
+    assert not [m for m in imported if m.startswith(("google.cloud", "google.auth", "google.api_core"))]
+    (row,) = [r for r in json.loads(proc.stdout) if r["name"] == "vertex"]
+    assert row["limits"]["min_images_per_label"] == 10 and "tflite" in row["capabilities"]["export"]
+
 
 def test_missing_credentials_are_an_auth_error(fake, data, monkeypatch, tmp_path):
     monkeypatch.delenv("IMGCLS_VERTEX_ANONYMOUS")

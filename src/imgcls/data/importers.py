@@ -134,7 +134,7 @@ def read_vertex_csv(path: Path) -> list[dict]:
 
 def read_vertex_jsonl(path: Path) -> list[dict]:
     rows = []
-    for n, rec in _jsonl(path):
+    for n, rec in manifest.iter_jsonl(path):
         uri = rec.get("imageGcsUri")
         if not uri:
             raise DataError(f"{path}:{n}: no 'imageGcsUri'", hint="see Vertex's image classification JSONL format")
@@ -149,7 +149,7 @@ def read_vertex_jsonl(path: Path) -> list[dict]:
 
 def read_azureml_jsonl(path: Path) -> list[dict]:
     rows = []
-    for n, rec in _jsonl(path):
+    for n, rec in manifest.iter_jsonl(path):
         uri = rec.get("image_url")
         if not uri:
             raise DataError(f"{path}:{n}: no 'image_url'", hint="see Azure ML's image classification JSONL schema")
@@ -157,17 +157,3 @@ def read_azureml_jsonl(path: Path) -> list[dict]:
         labels = label if isinstance(label, list) else ([label] if label not in (None, "") else [])
         rows.append({"uri": _local(uri, path.parent), "labels": [str(l) for l in labels], "split": None})
     return rows
-
-
-def _jsonl(path: Path):
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})", hint="each line must be one JSON object")
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object")
-            yield n, rec

@@ -72,20 +72,29 @@ def write(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, "\n".join(lines) + ("\n" if len(df) else ""))
 
 
+def iter_jsonl(path: Path):
+    """(line number, object) for each non-blank line; a bad line is a DataError naming file:line."""
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}")
+    with fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})", hint="each line must be one JSON object")
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object")
+            yield n, rec
+
+
 def read(path: Path) -> pd.DataFrame:
     records = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read manifest {path}: {exc.strerror}")
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})", hint="each line must be one JSON object")
-        if not isinstance(rec, dict) or "uri" not in rec:
+    for n, rec in iter_jsonl(path):
+        if "uri" not in rec:
             raise DataError(f"{path}:{n}: a manifest row needs at least a 'uri'")
         records.append(rec)
     return frame(records)

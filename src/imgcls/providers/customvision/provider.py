@@ -66,7 +66,7 @@ class CustomVisionProvider(Provider):
         # through the published iteration so every provider's metrics are comparable.
         rows = manifest[manifest["split"].isin(["train", "validation"])]
         if not self.section.project_id:
-            self._check_enough(rows)
+            self._check_enough(rows, labels)
         project = project_mod.ensure_project(self.client, self.run, self.config, self.progress)
         # Recorded before anything goes in, so `down` finds what an interrupted import added.
         self.run.record("image", f"{project['id']}:images", project_id=project["id"],
@@ -87,12 +87,12 @@ class CustomVisionProvider(Provider):
             "uploaded": out.uploaded + out.duplicates + out.already, "duplicates": out.duplicates,
             "test_images_kept_local": len(manifest) - len(rows), "reencoded": out.reencoded})
 
-    def _check_enough(self, rows) -> None:
+    def _check_enough(self, rows, labels: list[str]) -> None:
         """The service trains on what is uploaded and wants 5 images a tag: say so before creating anything."""
         need = self.limits.min_images_per_label
-        counts: dict[str, int] = {}
-        for labels in rows["labels"]:
-            for label in labels:
+        counts = dict.fromkeys(labels, 0)
+        for row_labels in rows["labels"]:
+            for label in row_labels:
                 counts[label] = counts.get(label, 0) + 1
         short = {label: n for label, n in sorted(counts.items()) if n < need}
         if short:

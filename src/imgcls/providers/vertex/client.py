@@ -65,7 +65,7 @@ def credentials(s: Settings) -> tuple[Any, str | None]:
 class Pending:
     """A started long-running operation: the resource's name is known before we wait on it."""
 
-    def __init__(self, client: "VertexClient", op, what: str):
+    def __init__(self, client: VertexClient, op, what: str):
         self._client, self._op, self.what = client, op, what
 
     @property

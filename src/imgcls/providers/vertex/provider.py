@@ -18,7 +18,8 @@ from pathlib import Path
 from ...errors import ConfigError, DataError, ProviderError, UnsupportedError, UsageError
 from ...runs import atomic_write
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
-from . import bodies, settings as settings_mod
+from . import bodies
+from . import settings as settings_mod
 
 RUNNING = {"PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
            "PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_PAUSED", "PIPELINE_STATE_UNSPECIFIED",
@@ -98,7 +99,7 @@ class VertexProvider(Provider):
             shown = "\n  ".join(f.get("message", "?") for f in failures[:10])
             raise DataError(f"Vertex AI refused {len(failures)} of {len(manifest)} images:\n  {shown}",
                             hint=f"fix or remove them, then `imgcls dataset-import --run {self.run.id}`")
-        return DatasetRef("vertex", dataset["id"], int(len(manifest)), labels, extra={
+        return DatasetRef("vertex", dataset["id"], len(manifest), labels, extra={
             "import_file": import_uri, "images": f"gs://{s.bucket}/{s.name('images')}/",
             "uploaded": len(staged.uploaded), "already_there": staged.present, "referenced": staged.referenced})
 

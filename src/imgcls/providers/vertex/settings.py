@@ -93,7 +93,7 @@ def budget(model_type: str, node_hours: float | None) -> int:
     family = "mobile" if model_type.startswith("MOBILE_") else "cloud"
     low, high = BUDGETS[family]
     value = DEFAULT_NODE_HOURS if node_hours is None else float(node_hours)
-    milli = int(round(value * 1000))
+    milli = round(value * 1000)
     if not low <= milli <= high:
         raise ConfigError(
             f"train.node_hours = {value:g} is outside what Vertex AI accepts for {model_type} models "
