@@ -257,7 +257,8 @@ def deploy(state: State, config_path, provider, overrides, run_id, detach, port,
 @click.pass_obj
 @handle_errors
 def export(state: State, config_path, provider, overrides, run_id, dest):
-    """Download the trained model in portable formats (local: ONNX; customvision: compact domains)."""
+    """Download the trained model in portable formats (local: ONNX; customvision: compact domains;
+    vertex: MOBILE_TF_* model types)."""
     from . import api
     cfg = load(config_path, provider, overrides)
     run, paths = api.export(cfg, run_id, dest, progress=state.progress)

@@ -57,6 +57,9 @@ def write_json(path: Path, value: Any) -> None:
     atomic_write(path, json.dumps(to_jsonable(value), indent=2, sort_keys=False) + "\n")
 
 
+_RESERVED = {"kind", "id", "provider", "created", "status", "deleted"}
+
+
 class Run:
     """One run's folder. `ledger` is a plain dict persisted on every change."""
 
@@ -144,6 +147,9 @@ class Run:
     # -- resources: recorded the moment their id is known ------------------------------------
     def record(self, kind: str, id: str, **info: Any) -> dict:
         """Record a created cloud resource (or a local process) before anything waits on it."""
+        clash = _RESERVED & set(info)
+        if clash:
+            raise ValueError(f"ledger fields {sorted(clash)} are the ledger's own; name them otherwise")
         for res in self.ledger["resources"]:
             if res["kind"] == kind and res["id"] == id:
                 res.update(to_jsonable(info))

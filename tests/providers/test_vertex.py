@@ -329,9 +329,9 @@ def test_cli_start_up_never_imports_the_sdk(fake, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, env=cli_env(fake), check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
-    assert "imgcls.providers.vertex.provider" in imported
+    assert "imgcls.providers.vertex.settings" in imported       # the provider was loaded, its SDK was not
     assert not [m for m in imported if m.startswith(("google.cloud", "google.auth", "google.api_core"))]
-    (row,) = [r for r in json.loads(proc.stdout) if r["name"] == "vertex"]
+    (row,) = [r for r in json.loads(proc.stdout)["providers"] if r["name"] == "vertex"]
     assert row["limits"]["min_images_per_label"] == 10 and "tflite" in row["capabilities"]["export"]
 
 
@@ -348,6 +348,11 @@ def test_missing_credentials_are_an_auth_error(fake, data, monkeypatch, tmp_path
     no_endpoint = load(fake, data, "vertex.api_endpoint=null", name="other")
     with pytest.raises(ConfigError, match="vertex.api_endpoint is not"):
         api.import_dataset(no_endpoint)
+
+    with pytest.raises(AuthError, match="Permission denied on resource project someone-else") as err:
+        api.import_dataset(load(fake, data, "vertex.project=someone-else", name="denied"))
+    assert err.value.exit_code == 5 and "vertex.project" in err.value.hint
+    assert fake.state.datasets == {}
 
 
 # -- golden files: the import file and the requests we send ---------------------------------------------

@@ -59,7 +59,27 @@ def check(df: pd.DataFrame, limits: Limits, provider: str, multilabel: bool) -> 
     found += _duplicates(df)
     found += _label_counts(df, limits, provider)
     found += _limits(df, limits, provider)
-    return found
+    return _fold_warnings(found)
+
+
+def _fold_warnings(found: list[Finding], keep: int = 3) -> list[Finding]:
+    """Many warnings of one kind become one line naming a few files and the count (errors stay one by one)."""
+    out, by_code = [], {}
+    for f in found:
+        if f.level == "warning":
+            by_code.setdefault(f.code, []).append(f)
+        else:
+            out.append(f)
+    for code, group in by_code.items():
+        if len(group) <= keep:
+            out += group
+            continue
+        files = tuple(x for f in group for x in f.files)
+        first = group[0]
+        example = first.message.split(": ", 1)[-1]
+        out.append(Finding("warning", code, f"{len(group)} images, e.g. {', '.join(files[:keep])}: {example}",
+                           first.fix, files=files))
+    return out
 
 
 def _unreadable(df: pd.DataFrame) -> list[Finding]:

@@ -40,6 +40,7 @@ _DISTRIBUTIONS = {"choice": Choice, "randint": Randint, "uniform": Uniform, "log
                   "qnormal": QNormal, "qlognormal": QLogNormal}
 _POLICIES = {"bandit": BanditPolicy, "median_stopping": MedianStoppingPolicy,
              "truncation_selection": TruncationSelectionPolicy}
+_announced: set[str] = set()                          # the seam is announced once per process
 TRAINING_PARAMETERS = frozenset(inspect.signature(ImageClassificationJob.set_training_parameters).parameters) - {"self"}
 
 
@@ -54,7 +55,9 @@ def make_credential(settings: Settings, log: Callable[[str], None]) -> tuple[Any
         raise ConfigError(f"{CREDENTIAL_ENV}={settings.credential!r} cannot be loaded ({type(exc).__name__}: {exc})",
                           hint="write module:attribute of a credential class, or unset it to use "
                                "DefaultAzureCredential") from None
-    log(f"azureml: using the credential {settings.credential} from {CREDENTIAL_ENV}, not DefaultAzureCredential")
+    if settings.credential not in _announced:
+        _announced.add(settings.credential)
+        log(f"azureml: using the credential {settings.credential} from {CREDENTIAL_ENV}, not DefaultAzureCredential")
     return factory(), f"{settings.credential} (from {CREDENTIAL_ENV})"
 
 
@@ -69,15 +72,22 @@ class _SdkLog(logging.Handler):
         self.sink(f"azure: {record.getMessage()}")
 
 
+def _route_sdk_logs(debug: Callable[[str], None]) -> None:
+    """azure-ai-ml prints INFO lines and progress dots to stderr through handlers of its own; under imgcls
+    they would break progress bars and `--quiet`. Its warnings go to `imgcls -v` instead."""
+    for name in ("azure", "azure.ai.ml", "azure.ai.ml._utils._endpoint_utils"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, _SdkLog) or type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+        logger.addHandler(_SdkLog(debug))
+
+
 class Client:
     def __init__(self, settings: Settings, log: Callable[[str], None] = lambda _: None,
                  debug: Callable[[str], None] = lambda _: None):
         settings.require()
         self.settings, self.log = settings, log
-        sdk_logger = logging.getLogger("azure")
-        for handler in [h for h in sdk_logger.handlers if isinstance(h, _SdkLog)]:
-            sdk_logger.removeHandler(handler)
-        sdk_logger.addHandler(_SdkLog(debug))
+        _route_sdk_logs(debug)
         self.credential, self.credential_source = make_credential(settings, log)
         self.ml = MLClient(self.credential, settings.subscription_id, settings.resource_group, settings.workspace,
                            enable_telemetry=False)
@@ -290,9 +300,9 @@ class Client:
             job.set_sweep(sampling_algorithm=spec.sampling_algorithm.capitalize(), early_termination=policy)
         return job
 
-    def submit(self, spec: JobSpec) -> dict:
-        job = self.build_job(spec)
-        return _job(self.call(f"submitting job {spec.name}", self.ml.jobs.create_or_update, job,
+    def submit(self, job) -> dict:
+        """Submit a job from build_job; a name the service already has is answered with that job."""
+        return _job(self.call(f"submitting job {job.name}", self.ml.jobs.create_or_update, job,
                               setting="azureml.compute, azureml.training_parameters or azureml.search_space"))
 
     def job(self, name: str) -> dict | None:
