@@ -104,7 +104,8 @@ class VertexConfig(Section):
         "tflite", description="What `export` asks Vertex for (MOBILE_TF_* model types only).")
     keep_images: bool = Field(True, description="`down` leaves the uploaded images in the staging bucket: they are "
                                                 "content-addressed and shared by every run that uses them. false: "
-                                                "`down` also deletes the images this run uploaded.")
+                                                "`down` also deletes the images this run uploaded (another run's "
+                                                "dataset that found them there then points at missing images).")
     retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or unavailable (503) call.")
 
 

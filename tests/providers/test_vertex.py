@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +173,20 @@ def test_vertex_test_split_is_locals_test_split(fake, data):
         assert Path(uri).stem == hashlib.sha256(fake.gcs.read(uri)).hexdigest()
 
 
+def test_images_already_in_gcs_are_referenced_not_copied(fake, data, tmp_path):
+    lines = []
+    for path in sorted(data.rglob("*.jpg")):
+        uri = f"gs://{BUCKET}/elsewhere/{path.parent.name}/{path.name}"
+        fake.gcs.write(uri, path.read_bytes(), "image/jpeg")
+        lines.append(f"{uri},{path.parent.name}")
+    (tmp_path / "remote.csv").write_text("\n".join(lines) + "\n")
+    run, ref = api.import_dataset(load(fake, tmp_path / "remote.csv"))
+    assert ref.extra["referenced"] == 36 and ref.extra["uploaded"] == 0
+    assert sorted(r["imageGcsUri"] for r in import_rows(fake, run)) == sorted(x.split(",")[0] for x in lines)
+    assert [r.path for r in fake.requests if r.path.startswith("/upload/")] == [f"/upload/storage/v1/b/{BUCKET}/o"]
+    assert objects(fake, f"{PREFIX}/images/") == []
+
+
 def test_second_import_lists_once_and_uploads_nothing(fake, data):
     cfg = load(fake, data)
     api.import_dataset(cfg)
@@ -249,11 +265,18 @@ def test_throttled_and_unavailable_calls_are_retried(fake, data, monkeypatch):
               fake.faults.add("POST", r"/trainingPipelines$", 503),
               fake.faults.add("POST", r":deployModel$", 503),
               fake.faults.add("POST", r":predict$", 429, times=2)]
+    started = time.monotonic()
     run, _ = api.deploy(cfg)
+    assert time.monotonic() - started >= 1.0            # the 429's Retry-After: 1 was honoured
     preds = api.predict(cfg, [str(data / "red" / "red_000.jpg")], run.id)
     assert preds[0].labels == ["red"]
     assert [f.hits for f in faults] == [1, 1, 1, 2]
     assert len(fake.state.datasets) == len(fake.state.pipelines) == len(fake.state.endpoints) == 1
+
+    down = fake.faults.add("POST", r":predict$", 503, times=-1, message="The service is currently unavailable.")
+    with pytest.raises(ProviderError, match="currently unavailable") as err:
+        api.predict(load(fake, data, "vertex.retries=2"), [str(data / "red" / "red_000.jpg")], run.id)
+    assert err.value.exit_code == 6 and down.hits == 3
 
 
 def test_large_test_split_is_scored_by_a_batch_job(fake, data):
@@ -317,8 +340,12 @@ def test_big_images_are_reencoded_and_requests_stay_under_the_limit(fake, data, 
     assert [p.labels for p in preds[1:]] == [["green"]] * 5
     bodies = [r.body for r in fake.requests[before:] if r.path.endswith(":predict")]
     sizes = [len(json.dumps(b)) for b in bodies]
-    assert len(bodies) >= 2 and max(sizes) < 1_500_000 and all(r.status == 200 for r in fake.requests[before:])
-    assert [len(b["instances"]) for b in bodies] == [1, 4, 1] or sum(len(b["instances"]) for b in bodies) == 6
+    assert max(sizes) < 1_500_000 and all(r.status == 200 for r in fake.requests[before:])
+    assert [len(b["instances"]) for b in bodies] in ([4, 2], [1, 4, 1])        # at most 4 per request
+    sent = base64.b64decode(bodies[0]["instances"][0]["content"])
+    assert len(base64.b64encode(big.read_bytes())) > 1_500_000 > len(bodies[0]["instances"][0]["content"])
+    with Image.open(io.BytesIO(sent)) as im:
+        assert im.format == "JPEG" and im.size[0] <= 1400
     assert bodies[0]["parameters"] == {"confidenceThreshold": 0, "maxPredictions": 3}
 
 

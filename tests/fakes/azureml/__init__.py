@@ -1,4 +1,4 @@
 """A fake Azure Machine Learning workspace (management API, run history, blob storage, scoring) for tests."""
-from .fake import FakeAzureML, FakeCredential
+from .fake import ExpiredCredential, FakeAzureML, FakeCredential
 
-__all__ = ["FakeAzureML", "FakeCredential"]
+__all__ = ["ExpiredCredential", "FakeAzureML", "FakeCredential"]

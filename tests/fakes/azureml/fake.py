@@ -37,6 +37,36 @@ class FakeCredential:
         pass
 
 
+class _ExpiredSecret:
+    """EnvironmentCredential with a service principal whose client secret has expired: Microsoft Entra ID
+    answers the token request with AADSTS7000222, which azure-identity raises as ClientAuthenticationError."""
+
+    _credential_name = "EnvironmentCredential"      # how ChainedTokenCredential names it in its message
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        from azure.core.exceptions import ClientAuthenticationError
+        raise ClientAuthenticationError(
+            "Authentication failed: AADSTS7000222: The provided client secret keys for app "
+            "'11111111-2222-3333-4444-555555555555' are expired. Visit the Azure portal to create new keys "
+            "for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for "
+            "added security: https://aka.ms/certCreds. Trace ID: 0 Correlation ID: 0 Timestamp: 2026-01-01 "
+            "00:00:00Z")
+
+    def close(self) -> None:
+        pass
+
+
+def ExpiredCredential() -> Any:  # noqa: N802 - used like a credential class ("module:attr" seams)
+    """What DefaultAzureCredential raises when the environment's service principal secret has expired:
+    the chain stops at EnvironmentCredential and lists it. No network involved."""
+    from azure.identity import ChainedTokenCredential
+
+    class DefaultAzureCredential(ChainedTokenCredential):   # the name its failure message starts with
+        pass
+
+    return DefaultAzureCredential(_ExpiredSecret())
+
+
 class FakeAzureML:
     """with FakeAzureML() as fake: os.environ.update(fake.env()); MLClient(FakeCredential(), ...)
 

@@ -175,7 +175,11 @@ def put_version(fake: Any, request: Request, match: Any) -> Response:
     kind, name, version = match["kind"].lower(), match["name"], match["version"]
     props = dict((request.json() or {}).get("properties") or {})
     if kind == "models":
-        problem = _check_model(fake, props)
+        # Workspace model versions are positive integers (data and environment versions may be any
+        # string): https://github.com/Azure/azureml-examples/issues/2725
+        problem = None if version.isdigit() and int(version) > 0 else (
+            f"Model version '{version}' is not valid: a model version must be a positive integer.")
+        problem = problem or _check_model(fake, props)
         if problem:
             return error(400, "UserError", problem, inner="BadArgument")
         props.setdefault("flavors", {"python_function": {"data": {"loader_module": "mlflow.pyfunc.model"}}}

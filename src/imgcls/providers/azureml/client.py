@@ -4,10 +4,13 @@ public method for (MLflow metrics, run-history errors, scoring) and translates e
 No decisions about what to create, keep or wait for live here."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import logging
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +47,7 @@ _announced: set[str] = set()                          # the seam is announced on
 TRAINING_PARAMETERS = frozenset(inspect.signature(ImageClassificationJob.set_training_parameters).parameters) - {"self"}
 
 
-def make_credential(settings: Settings, log: Callable[[str], None]) -> tuple[Any, str]:
+def make_credential(settings: Settings) -> tuple[Any, str]:
     """DefaultAzureCredential, or — only when IMGCLS_AZURE_CREDENTIAL names one — the test seam's."""
     if not settings.credential:
         return DefaultAzureCredential(exclude_interactive_browser_credential=True), "DefaultAzureCredential"
@@ -56,8 +59,10 @@ def make_credential(settings: Settings, log: Callable[[str], None]) -> tuple[Any
                           hint="write module:attribute of a credential class, or unset it to use "
                                "DefaultAzureCredential") from None
     if settings.credential not in _announced:
+        # straight to stderr, even under --json or --quiet: a substituted credential is never silent
         _announced.add(settings.credential)
-        log(f"azureml: using the credential {settings.credential} from {CREDENTIAL_ENV}, not DefaultAzureCredential")
+        print(f"azureml: using the credential {settings.credential} from {CREDENTIAL_ENV}, not "
+              "DefaultAzureCredential", file=sys.stderr, flush=True)
     return factory(), f"{settings.credential} (from {CREDENTIAL_ENV})"
 
 
@@ -88,7 +93,7 @@ class Client:
         settings.require()
         self.settings, self.log = settings, log
         _route_sdk_logs(debug)
-        self.credential, self.credential_source = make_credential(settings, log)
+        self.credential, self.credential_source = make_credential(settings)
         self.ml = MLClient(self.credential, settings.subscription_id, settings.resource_group, settings.workspace,
                            enable_telemetry=False)
         self._tracking: str | None = None
@@ -118,6 +123,15 @@ class Client:
         except MlException as exc:                     # the SDK's own validation, before any request
             raise ConfigError(f"Azure ML {what}: {_scrub(_first_line(exc))}",
                               hint=f"check {setting or 'the azureml: section'}") from None
+
+    def lro(self, what: str, begin: Callable, *args, setting: str | None = None, missing_ok: bool = False,
+            **kwargs) -> None:
+        """Start a long-running operation and wait for it. azure-ai-ml's pollers print progress dots to
+        stdout from their thread; stdout is for results, so they go nowhere (main thread only)."""
+        with contextlib.redirect_stdout(io.StringIO()):
+            poller = self.call(what, begin, *args, setting=setting, missing_ok=missing_ok, **kwargs)
+            if poller is not None:
+                self.call(what, poller.result, setting=setting, missing_ok=missing_ok)
 
     def _auth_error(self, exc: ClientAuthenticationError) -> AuthError:
         status = getattr(exc, "status_code", None)
@@ -198,7 +212,9 @@ class Client:
         datastore holds one, else the Azure AD credential)."""
         try:
             ds = self.call("reading the default datastore", self.ml.datastores.get_default, include_secrets=True)
-        except AuthError:                      # no listSecrets permission: try the identity itself
+        except AuthError as exc:               # no listSecrets permission: upload as the identity itself
+            if exc.details.get("status") != 403:
+                raise
             ds = self.call("reading the default datastore", self.ml.datastores.get_default)
         creds, blob_credential = getattr(ds, "credentials", None), self.credential
         if getattr(creds, "sas_token", None):
@@ -262,14 +278,11 @@ class Client:
     def create_compute(self, name: str, size: str, max_nodes: int, tags: dict) -> None:
         cluster = AmlCompute(name=name, size=size, min_instances=0, max_instances=max_nodes,
                              idle_time_before_scale_down=120, tags=tags)
-        poller = self.call(f"creating compute {name}", self.ml.compute.begin_create_or_update, cluster,
-                           setting="azureml.vm_size / azureml.max_nodes")
-        self.call(f"creating compute {name}", poller.result)
+        self.lro(f"creating compute {name}", self.ml.compute.begin_create_or_update, cluster,
+                 setting="azureml.vm_size / azureml.max_nodes")
 
     def delete_compute(self, name: str) -> None:
-        poller = self.call(f"deleting compute {name}", self.ml.compute.begin_delete, name, missing_ok=True)
-        if poller is not None:
-            self.call(f"deleting compute {name}", poller.result, missing_ok=True)
+        self.lro(f"deleting compute {name}", self.ml.compute.begin_delete, name, missing_ok=True)
 
     # -- jobs ----------------------------------------------------------------------------------------
     def build_job(self, spec: JobSpec):
@@ -310,9 +323,7 @@ class Client:
         return None if found is None else _job(found)
 
     def cancel_job(self, name: str) -> None:
-        poller = self.call(f"cancelling job {name}", self.ml.jobs.begin_cancel, name, missing_ok=True)
-        if poller is not None:
-            self.call(f"cancelling job {name}", poller.result)
+        self.lro(f"cancelling job {name}", self.ml.jobs.begin_cancel, name, missing_ok=True)
 
     # -- endpoints and deployments ---------------------------------------------------------------------
     def endpoint(self, name: str) -> dict | None:
@@ -322,19 +333,15 @@ class Client:
 
     def create_endpoint(self, name: str, description: str, tags: dict) -> None:
         endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key", description=description, tags=tags)
-        poller = self.call(f"creating endpoint {name}", self.ml.online_endpoints.begin_create_or_update, endpoint)
-        self.call(f"creating endpoint {name}", poller.result)
+        self.lro(f"creating endpoint {name}", self.ml.online_endpoints.begin_create_or_update, endpoint)
 
     def set_traffic(self, name: str, traffic: dict[str, int]) -> None:
         endpoint = self.call(f"reading endpoint {name}", self.ml.online_endpoints.get, name)
         endpoint.traffic = traffic
-        poller = self.call(f"routing traffic of {name}", self.ml.online_endpoints.begin_create_or_update, endpoint)
-        self.call(f"routing traffic of {name}", poller.result)
+        self.lro(f"routing traffic of {name}", self.ml.online_endpoints.begin_create_or_update, endpoint)
 
     def delete_endpoint(self, name: str) -> None:
-        poller = self.call(f"deleting endpoint {name}", self.ml.online_endpoints.begin_delete, name, missing_ok=True)
-        if poller is not None:
-            self.call(f"deleting endpoint {name}", poller.result, missing_ok=True)
+        self.lro(f"deleting endpoint {name}", self.ml.online_endpoints.begin_delete, name, missing_ok=True)
 
     def deployment(self, endpoint: str, name: str) -> dict | None:
         d = self.call(f"reading deployment {name}", self.ml.online_deployments.get, name, endpoint, missing_ok=True)
@@ -343,15 +350,12 @@ class Client:
     def create_deployment(self, endpoint: str, name: str, model_id: str, instance_type: str, count: int) -> None:
         deployment = ManagedOnlineDeployment(name=name, endpoint_name=endpoint, model=model_id,
                                              instance_type=instance_type, instance_count=count)
-        poller = self.call(f"creating deployment {name}", self.ml.online_deployments.begin_create_or_update,
-                           deployment, setting="azureml.instance_type / azureml.instance_count")
-        self.call(f"creating deployment {name}", poller.result, setting="azureml.instance_type")
+        self.lro(f"creating deployment {name}", self.ml.online_deployments.begin_create_or_update, deployment,
+                 setting="azureml.instance_type / azureml.instance_count")
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
-        poller = self.call(f"deleting deployment {name}", self.ml.online_deployments.begin_delete, name, endpoint,
-                           missing_ok=True)
-        if poller is not None:
-            self.call(f"deleting deployment {name}", poller.result, missing_ok=True)
+        self.lro(f"deleting deployment {name}", self.ml.online_deployments.begin_delete, name, endpoint,
+                 missing_ok=True)
 
     def endpoint_key(self, name: str) -> str:
         return self.call(f"reading the keys of endpoint {name}", self.ml.online_endpoints.get_keys, name).primary_key
@@ -407,6 +411,6 @@ def tried_sources(message: str) -> list[tuple[str, str]]:
     for name, reason in re.findall(r"^\t(\w+): (.+)$", message, flags=re.M):
         reason = re.sub(r"https?://\S+", "", reason)
         reason = re.sub(rf"^{name} authentication unavailable\.?\s*", "", reason).strip()
-        reason = (re.split(r"(?<=[.!])\s", reason)[0].rstrip(".") or "unavailable")[:120]
+        reason = (re.split(r"(?<=[.!])\s", reason)[0].rstrip(".") or "unavailable")[:200]
         tried.append((name, _scrub(reason)))
     return tried

@@ -97,14 +97,14 @@ class AzureMLProvider(Provider):
         found = self.client.compute(az.compute)
         if found is not None:
             if not any(r["id"] == az.compute for r in self.run.resources("compute")):
-                self.run.record("compute", az.compute, created=False)
+                self.run.record("compute", az.compute, ours=False)
             if az.max_concurrent_trials > (found.get("max_nodes") or az.max_concurrent_trials):
                 self.progress.log(f"warning: azureml.max_concurrent_trials = {az.max_concurrent_trials} but cluster "
                                   f"{az.compute} has at most {found['max_nodes']} nodes")
             return
         if az.vm_size.startswith(CPU_SIZES):
             self.progress.log(f"warning: azureml.vm_size {az.vm_size} has no GPU; AutoML image jobs need one")
-        self.run.record("compute", az.compute, created=True, vm_size=az.vm_size, max_nodes=az.max_nodes)
+        self.run.record("compute", az.compute, ours=True, vm_size=az.vm_size, max_nodes=az.max_nodes)
         self.progress.log(f"creating compute cluster {az.compute} ({az.vm_size}, 0-{az.max_nodes} nodes); "
                           "`imgcls down` removes it")
         self.client.create_compute(az.compute, az.vm_size, az.max_nodes, tags={"imgcls.run": self.run.id})
@@ -191,7 +191,7 @@ class AzureMLProvider(Provider):
                 return "cancelled"
             return "finished"       # its history stays in the workspace; nothing runs or bills
         if kind == "compute":
-            if not resource.get("created"):
+            if not resource.get("ours"):
                 return "released"   # the cluster was there before the run: never ours to delete
             self.client.delete_compute(rid)
             return None

@@ -38,7 +38,7 @@ class Serving:
         if recorded and recorded.get("ready") and recorded.get("model_id") == model.model_id:
             return recorded
 
-        run.record("endpoint", ep_name, created=True)       # the name carries the run id's hash: ours
+        run.record("endpoint", ep_name, ours=True)       # the name carries the run id's hash: ours
         endpoint = self._settled("endpoint", ep_name, lambda: client.endpoint(ep_name))
         if endpoint is None or endpoint["state"] != "Succeeded":
             log(f"creating managed online endpoint {ep_name} (a few minutes on Azure)")
@@ -118,12 +118,12 @@ class Serving:
     def delete(self, resource: dict) -> str | None:
         client = self.client
         if resource["kind"] == "endpoint":
-            if not resource.get("created", True):
+            if not resource.get("ours", True):
                 return "released"
             client.delete_endpoint(resource["id"])
             return None
         ep_name, dep_name = resource["endpoint"], resource["name"]
-        if any(r["id"] == ep_name and r.get("created", True) for r in self.run.resources("endpoint")):
+        if any(r["id"] == ep_name and r.get("ours", True) for r in self.run.resources("endpoint")):
             client.delete_endpoint(ep_name)      # our endpoint goes next anyway, and takes its deployments
             return None
         endpoint = client.endpoint(ep_name)

@@ -126,7 +126,9 @@ class VertexClient:
             except retried as exc:
                 if attempt >= self.settings.retries:
                     raise self.translate(exc, what) from None
-                delay = min(8.0, RETRY_DELAY * 2 ** attempt) * (0.75 + random.random() / 2)
+                delay = _retry_after(exc)
+                if delay is None:
+                    delay = min(8.0, RETRY_DELAY * 2 ** attempt) * (0.75 + random.random() / 2)
                 attempt += 1
                 self.log(f"Vertex AI: {what}: {_status(exc)}; retry {attempt}/{self.settings.retries} in {delay:.1f} s")
                 time.sleep(delay)
@@ -369,6 +371,16 @@ def _msg(cls, body: dict):
 def _dict(message) -> dict:
     pb = getattr(message, "_pb", message)
     return json_format.MessageToDict(pb)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds the service asked us to wait (Retry-After, REST transport only), at most a minute."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    try:
+        value = float(headers.get("Retry-After")) if headers and headers.get("Retry-After") else None
+    except (TypeError, ValueError):
+        return None
+    return None if value is None else min(max(value, 0.0), 60.0)
 
 
 def _status(exc: Exception) -> str:

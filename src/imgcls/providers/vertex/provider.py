@@ -76,9 +76,9 @@ class VertexProvider(Provider):
         staging.check_sources(manifest)
         if not self.client.bucket_exists(s.bucket):
             raise ConfigError(f"the staging bucket gs://{s.bucket} does not exist (vertex.staging_bucket = "
-                            f"{s.staging_bucket}); nothing was uploaded",
-                            hint=f"create it (gcloud storage buckets create gs://{s.bucket} --location={s.location}) "
-                                 "or set vertex.staging_bucket to an existing bucket")
+                              f"{s.staging_bucket}); nothing was uploaded",
+                              hint=f"create it (gcloud storage buckets create gs://{s.bucket} "
+                                   f"--location={s.location}) or set vertex.staging_bucket to an existing bucket")
         staged = staging.stage_images(self.client, s, manifest, self.progress, self._record_uploads)
         text, content_type = staging.import_file(s, manifest, staged.uris)
         import_name = s.name("runs", self.run.id, f"import.{s.import_format}")
