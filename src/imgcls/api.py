@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob as globlib
 import os
-import re
 import time
 from pathlib import Path
 
@@ -17,9 +16,11 @@ import pandas as pd
 import yaml
 
 from . import runs as runs_mod
+from .comparison import compare, report_path
 from .config import RunConfig, load_config, resolve_path
-from .data import importers, manifest, split, validate as validate_mod
-from .errors import ConfigError, DataError, ProviderError, QualityGateFailed, UsageError
+from .data import importers, manifest, split
+from .data import validate as validate_mod
+from .errors import DataError, ProviderError, QualityGateFailed, UsageError
 from .progress import Progress
 from .providers import registry
 from .providers.base import DatasetRef, Deployment, Evaluation, Prediction, Provider, TrainResult
@@ -77,8 +78,7 @@ def config_fingerprint(cfg: RunConfig) -> str:
 
 def run_config(run: Run) -> RunConfig:
     """The config a run was started with (workers and resumed runs read it back)."""
-    data = yaml.safe_load(run.file("config.yaml").read_text())
-    return RunConfig.model_validate(data)
+    return run.config()
 
 
 def _provider(cfg: RunConfig, run: Run, progress: Progress) -> Provider:
@@ -233,6 +233,7 @@ def evaluate(cfg: RunConfig, run_id: str | None = None, gates: list[str] = (), t
              progress: Progress = _QUIET) -> tuple[Run, Evaluation]:
     """Score the shared test split through the provider and compute our metrics locally."""
     from .metrics import classification
+    from .metrics import gates as gates_mod
 
     run, model, provider = _trained(cfg, run_id, progress, timeout)
     labels = labels_of_run(run)
@@ -253,7 +254,7 @@ def evaluate(cfg: RunConfig, run_id: str | None = None, gates: list[str] = (), t
         report = str(report_mod.write_report(run.file("report"), metrics, y_true, scores, labels,
                                              list(test["uri"]), cfg.multilabel, cfg.predict.threshold,
                                              title=f"{cfg.name} on {cfg.provider}", provider=cfg.provider))
-    gate_results = check_gates(metrics, {**cfg.evaluate.gates, **parse_gates(gates)})
+    gate_results = gates_mod.check_gates(metrics, {**cfg.evaluate.gates, **gates_mod.parse_gates(gates)})
     evaluation = Evaluation(cfg.provider, model.model_id, metrics, provider.service_metrics(model),
                             gate_results, report)
     write_json(run.file("results", "evaluation.json"), evaluation)
@@ -277,109 +278,6 @@ def _save_predictions(run: Run, test: pd.DataFrame, labels: list[str], scores: n
     rows = [{"uri": u, "sha256": h, "labels": l, "scores": [round(float(x), 6) for x in srow]}
             for u, h, l, srow in zip(test["uri"], test["sha256"], test["labels"], scores)]
     write_json(run.file("results", "test_predictions.json"), {"labels": labels, "rows": rows})
-
-
-_GATE = re.compile(r"^\s*([A-Za-z_][\w@.\- ]*?)\s*(>=|<=|>|<)\s*([0-9.eE+-]+)\s*$")
-_LOWER_IS_BETTER = {"log_loss"}
-
-
-def parse_gates(items: list[str]) -> dict[str, tuple[str, float]]:
-    out = {}
-    for item in items:
-        m = _GATE.match(item)
-        if not m:
-            raise UsageError(f"cannot read gate {item!r}", hint="write it as METRIC>=VALUE, e.g. accuracy>=0.9 "
-                                                                "or recall@roses>=0.8")
-        out[m.group(1)] = (m.group(2), float(m.group(3)))
-    return out
-
-
-def metric_value(metrics: dict, name: str) -> float | None:
-    """accuracy, log_loss, precision/recall/f1/auprc (micro), macro_f1…, and `recall@LABEL` per label."""
-    if "@" in name:
-        metric, label = name.split("@", 1)
-        per = metrics.get("per_label", {})
-        if label not in per:
-            raise ConfigError(f"gate {name!r}: no label {label!r}", hint=f"labels: {', '.join(per)}")
-        return per[label].get(metric)
-    if name in ("accuracy", "log_loss"):
-        return metrics.get(name)
-    avg, _, metric = name.rpartition("_")
-    if metric in ("precision", "recall", "f1", "auprc"):
-        return metrics.get(avg or "micro", {}).get(metric)
-    raise ConfigError(f"unknown gate metric {name!r}",
-                      hint="use accuracy, log_loss, precision, recall, f1, auprc, macro_f1, recall@LABEL …")
-
-
-def check_gates(metrics: dict, gates: dict) -> list[dict]:
-    results = []
-    for name, spec in gates.items():
-        op, bound = spec if isinstance(spec, tuple) else ("<=" if name in _LOWER_IS_BETTER else ">=", float(spec))
-        value = metric_value(metrics, name)
-        passed = value is not None and {">=": value >= bound, "<=": value <= bound,
-                                        ">": value > bound, "<": value < bound}[op]
-        results.append({"metric": name, "value": value, "op": op, "bound": bound, "passed": bool(passed)})
-    return results
-
-
-# -- comparing runs --------------------------------------------------------------------------
-
-def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: bool = False) -> dict:
-    """Compare evaluated runs (any providers) on their shared test images: table, deltas, CI, McNemar."""
-    import json as jsonlib
-
-    from .metrics import classification, compare as compare_mod
-
-    if len(run_ids) < 2:
-        raise UsageError("compare needs two or more runs", hint="imgcls compare RUN_A RUN_B")
-    loaded = []
-    for rid in run_ids:
-        run = Run.open(Path(runs_root), rid)
-        path = run.file("results", "test_predictions.json")
-        if not path.exists():
-            raise UsageError(f"run {run.id} has not been evaluated", hint=f"imgcls evaluate --run {run.id}")
-        preds = jsonlib.loads(path.read_text())
-        evaluation = jsonlib.loads(run.file("results", "evaluation.json").read_text())
-        cfg = run_config(run)
-        loaded.append((run, cfg, preds, evaluation))
-    keys = [[r["sha256"] for r in p["rows"]] for _, _, p, _ in loaded]
-    common = set(keys[0]).intersection(*keys[1:])
-    differ = any(set(k) != set(keys[0]) for k in keys[1:])
-    if differ and not force:
-        raise DataError("the runs were tested on different images "
-                        f"({', '.join(str(len(k)) for k in keys)} test images, {len(common)} shared)",
-                        hint="compare runs of the same config and data, or pass --force to use the shared images")
-    if not common:
-        raise DataError("the runs share no test images")
-    order = [k for k in keys[0] if k in common]
-    entries = []
-    for run, cfg, preds, evaluation in loaded:
-        labels = preds["labels"]
-        by_key = {r["sha256"]: r for r in preds["rows"]}
-        rows = [by_key[k] for k in order]
-        y_true = np.array([[1 if l in r["labels"] else 0 for l in labels] for r in rows])
-        y_score = np.array([r["scores"] for r in rows], dtype=float)
-        metrics = classification.evaluate_scores(y_true, y_score, labels, cfg.multilabel, cfg.predict.threshold,
-                                                 cfg.predict.thresholds or None)
-        correct = classification.correct_predictions(y_true, y_score, cfg.multilabel, cfg.predict.threshold)
-        train_step = run.step("train") or {}
-        entries.append({"name": run.id, "provider": run.provider, "metrics": metrics,
-                        "correct": [bool(c) for c in correct], "train_seconds": train_step.get("seconds"),
-                        "cost": (train_step.get("extra") or {}).get("cost")})
-    result = compare_mod.compare_metrics(entries)
-    result["runs"] = [run.id for run, *_ in loaded]
-    result["forced"] = bool(differ)
-    return result
-
-
-def report_path(run_id: str | None, runs_root: str | Path = ".imgcls/runs") -> Path:
-    runs = runs_mod.list_runs(Path(runs_root))
-    run = Run.open(Path(runs_root), run_id) if run_id else next(
-        (r for r in runs if r.file("report", "report.html").exists()), None)
-    if run is None or not run.file("report", "report.html").exists():
-        raise UsageError("no report yet" + (f" for run {run.id}" if run else ""),
-                         hint="`imgcls evaluate` writes one")
-    return run.file("report", "report.html")
 
 
 # -- deploy and predict ---------------------------------------------------------------------
@@ -439,7 +337,7 @@ def read_image(uri: str) -> bytes:
 def predict(cfg: RunConfig, inputs: list[str], run_id: str | None = None, top_k: int | None = None,
             via: str = "auto", progress: Progress = _QUIET) -> list[Prediction]:
     """Predict images through the run's model: its endpoint if deployed, else (local) the exported model."""
-    run, model, provider = _trained(cfg, run_id, progress)
+    run, _, provider = _trained(cfg, run_id, progress)
     provider.prefer_endpoint = via == "endpoint" or (via == "auto" and run.step("deploy") is not None)
     if via == "endpoint" and run.step("deploy") is None:
         raise UsageError(f"run {run.id} is not deployed", hint="run `imgcls deploy` first, or drop --endpoint")
@@ -545,5 +443,20 @@ def providers(cfg: RunConfig | None = None) -> list[dict]:
     return registry.describe(cfg)
 
 
-__all__ = ["load", "validate", "import_dataset", "train", "evaluate", "deploy", "export", "predict", "run",
-           "status", "down", "providers", "build_manifest", "compare", "report_path"]
+__all__ = [
+    "build_manifest",
+    "compare",
+    "deploy",
+    "down",
+    "evaluate",
+    "export",
+    "import_dataset",
+    "load",
+    "predict",
+    "providers",
+    "report_path",
+    "run",
+    "status",
+    "train",
+    "validate",
+]

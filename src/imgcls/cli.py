@@ -13,6 +13,15 @@ from pathlib import Path
 import click
 
 from .errors import EXIT_INTERRUPTED, ImgclsError
+from .render import (
+    render_compare,
+    render_compare_html,
+    render_evaluation,
+    render_predictions,
+    render_providers,
+    render_status,
+    render_validation,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -96,7 +105,7 @@ def wait_options(fn):
     return fn
 
 
-def load(config_path: str, provider: str | None, overrides) -> "object":
+def load(config_path: str, provider: str | None, overrides) -> object:
     from . import api
     return api.load(config_path, provider, list(overrides))
 
@@ -153,21 +162,6 @@ def validate(state: State, config_path, provider, overrides, fix, run_id):
         raise DataError(f"{result['errors']} problem(s) found", hint="fix them, or run `imgcls validate --fix`")
 
 
-def render_validation(result: dict) -> None:
-    s = result["summary"]
-    click.echo(f"{s['images']} images, {s['labels']} labels "
-               f"(train {s['splits']['train']}, validation {s['splits']['validation']}, test {s['splits']['test']})"
-               f" — checked for {result['provider']}")
-    for f in result["findings"]:
-        click.echo(f"  {f['level'].upper():7} {f['code']}: {f['message']}")
-        click.echo(f"          fix: {f['fix']}")
-    if result.get("fixed_manifest"):
-        click.echo(f"cleaned manifest: {result['fixed_manifest']} (run {result['run']}, "
-                   f"{len(result['dropped'])} images left out)")
-    if not result["findings"]:
-        click.echo("no problems found")
-
-
 @main.command()
 @config_options
 @run_option
@@ -206,29 +200,6 @@ def evaluate(state: State, config_path, provider, overrides, run_id, gates, time
             sys.exit(exc.exit_code)
         raise
     emit(state, {"run": run.id, "evaluation": ev}, lambda v: render_evaluation(run.id, ev))
-
-
-def render_evaluation(run_id: str, ev) -> None:
-    m = ev.metrics
-    click.echo(f"run {run_id} on {ev.provider}: {m['n_images']} test images")
-    click.echo(f"  accuracy {m['accuracy']:.4f}   log loss {_f(m.get('log_loss'))}   "
-               f"at threshold {m['threshold']}: precision {_f(m['micro']['precision'])} "
-               f"recall {_f(m['micro']['recall'])} f1 {_f(m['micro']['f1'])}   AuPRC {_f(m['micro'].get('auprc'))}")
-    click.echo(f"  {'label':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'auprc':>6} {'support':>7}")
-    for label, v in m["per_label"].items():
-        click.echo(f"  {label[:20]:<20} {_f(v['precision']):>9} {_f(v['recall']):>7} {_f(v['f1']):>6} "
-                   f"{_f(v.get('auprc')):>6} {v['support']:>7}")
-    for g in ev.gates:
-        click.echo(f"  gate {g['metric']} {g['op']} {g['bound']}: {_f(g['value'])} "
-                   f"{'passed' if g['passed'] else 'FAILED'}")
-    for w in m.get("warnings", []):
-        click.echo(f"  note: {w}")
-    if ev.report:
-        click.echo(f"  report: {ev.report}")
-
-
-def _f(v) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
 
 
 @main.command()
@@ -290,24 +261,6 @@ def predict(state: State, config_path, provider, overrides, run_id, inputs, top_
     emit(state, {"predictions": preds}, lambda v: render_predictions(preds, fmt))
 
 
-def render_predictions(preds, fmt: str) -> None:
-    from .runs import to_jsonable
-    if fmt == "jsonl":
-        for p in preds:
-            click.echo(json.dumps(to_jsonable(p)))
-    elif fmt == "csv":
-        import csv
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(["image", "labels", "top_label", "top_score", "scores"])
-        for p in preds:
-            top = next(iter(p.scores.items()), ("", 0.0))
-            w.writerow([p.image, ";".join(p.labels), top[0], f"{top[1]:.6f}", json.dumps(p.scores)])
-    else:
-        for p in preds:
-            scores = "  ".join(f"{l} {s:.3f}" for l, s in p.scores.items())
-            click.echo(f"{p.image}\n  -> {', '.join(p.labels) or '(below threshold)'}   [{scores}]")
-
-
 @main.command("run")
 @config_options
 @run_option
@@ -348,25 +301,6 @@ def status(state: State, config_path, provider, overrides, run_id, runs_dir):
     emit(state, result, render_status)
 
 
-def render_status(result: dict) -> None:
-    if "runs" in result:
-        if not result["runs"]:
-            click.echo("no runs yet")
-        for r in result["runs"]:
-            click.echo(f"{r['run']:<48} {r['provider']:<13} {','.join(r['steps']):<40} "
-                       f"{r['active_resources']} active")
-        return
-    click.echo(f"run {result['run']} ({result['provider']}), created {result['created']}\n  {result['path']}")
-    for name, step in result["steps"].items():
-        brief = {k: v for k, v in step.items() if k in ("status", "id", "model_id", "accuracy", "endpoint", "images")}
-        click.echo(f"  {name:<10} {json.dumps(brief)}")
-    if result.get("training"):
-        t = result["training"]
-        click.echo(f"  training op {t['id']}: {t.get('state')} {t.get('status', '')}")
-    for r in result["resources"]:
-        click.echo(f"  {r['status']:<8} {r['kind']:<18} {r['id']}")
-
-
 @main.command()
 @config_options
 @run_option
@@ -397,20 +331,6 @@ def providers_cmd(state: State, config_path):
     from .providers import registry
     cfg = load(config_path, None, ()) if config_path else None
     emit(state, {"providers": registry.describe(cfg)}, lambda v: render_providers(v["providers"]))
-
-
-def render_providers(rows: list[dict]) -> None:
-    click.echo(f"{'provider':<13} {'installed':<10} {'multilabel':<10} {'export':<22} {'min/label':<9} credentials")
-    for r in rows:
-        caps, lim = r.get("capabilities", {}), r.get("limits", {})
-        installed = "yes" if r["installed"] else f"no"
-        creds = r.get("credentials", {})
-        cred = ("found: " if creds.get("found") else "missing: ") + creds.get("detail", "") if creds else \
-            f"pip install 'imgcls[{caps.get('extra') or r['name']}]'"
-        click.echo(f"{r['name']:<13} {installed:<10} {str(caps.get('multilabel', '?')).lower():<10} "
-                   f"{','.join(caps.get('export', ())) or '-':<22} {lim.get('min_images_per_label', '?')!s:<9} {cred}")
-        if caps.get("notice"):
-            click.echo(f"{'':<13} note: {caps['notice']}")
 
 
 @main.command()
@@ -451,46 +371,6 @@ def compare(state: State, runs, runs_dir, force, html_out):
         atomic_write(Path(html_out), render_compare_html(result))
         result["html"] = html_out
     emit(state, result, render_compare)
-
-
-def _compare_lines(result: dict) -> list[list[str]]:
-    head = ["run", "provider", "accuracy", "precision", "recall", "macro f1", "log loss", "train s"]
-    rows = [[r["name"], r.get("provider") or "", _f(r["accuracy"]), _f(r["micro_precision"]),
-             _f(r["micro_recall"]), _f(r["macro_f1"]), _f(r["log_loss"]),
-             "n/a" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"] for r in result["table"]]
-    return [head, *rows]
-
-
-def render_compare(result: dict) -> None:
-    lines = _compare_lines(result)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
-    for row in lines:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
-    click.echo(f"\n{result['n_images']} shared test images{' (forced)' if result.get('forced') else ''}; "
-               f"baseline {result['baseline']}")
-    for p in result["pairwise"]:
-        m = p["mcnemar"]
-        click.echo(f"  {p['name']} vs baseline: accuracy difference {p['accuracy_diff']:+.4f} "
-                   f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] ({p['confidence']:.0%} bootstrap CI); "
-                   f"McNemar p = {m['p_value']:.4g} ({m['b01']} vs {m['b10']} discordant)")
-    for name, deltas in result["per_label_f1_delta"].items():
-        shown = ", ".join(f"{l} {d:+.3f}" for l, d in deltas.items() if d is not None)
-        click.echo(f"  F1 change, {name}: {shown}")
-
-
-def render_compare_html(result: dict) -> str:
-    import html
-    lines = _compare_lines(result)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in lines[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in lines[1:])
-    pairs = "".join(f"<li>{html.escape(p['name'])}: {p['accuracy_diff']:+.4f} [{p['ci_low']:+.4f}, "
-                    f"{p['ci_high']:+.4f}], McNemar p = {p['mcnemar']['p_value']:.4g}</li>"
-                    for p in result["pairwise"])
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>imgcls compare</title>"
-            f"<link rel='icon' href='data:,'><style>body{{font-family:sans-serif}}td,th{{padding:4px 10px;"
-            f"border-bottom:1px solid #ddd;text-align:left}}</style></head><body><h1>Run comparison</h1>"
-            f"<table><tr>{head}</tr>{body}</table><p>{result['n_images']} shared test images.</p>"
-            f"<ul>{pairs}</ul></body></html>")
 
 
 @main.command()

@@ -80,7 +80,7 @@ class Run:
 
     # -- creation and lookup -------------------------------------------------------------
     @classmethod
-    def create(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None) -> "Run":
+    def create(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None) -> Run:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = f"{name}-{provider}-{stamp}-{secrets.token_hex(2)}"
         path = Path(runs_dir) / run_id
@@ -92,7 +92,7 @@ class Run:
         return cls(path)
 
     @classmethod
-    def open(cls, runs_dir: Path, run_id: str) -> "Run":
+    def open(cls, runs_dir: Path, run_id: str) -> Run:
         path = Path(run_id) if os.sep in run_id else Path(runs_dir) / run_id
         if not (path / "ledger.json").exists():
             known = [r.name for r in list_runs(runs_dir)][:10]
@@ -101,7 +101,7 @@ class Run:
         return cls(path)
 
     @classmethod
-    def latest(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None) -> "Run | None":
+    def latest(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None) -> Run | None:
         """The newest run of this name and provider (and, when given, of the same model-defining config)."""
         for run in list_runs(runs_dir):
             if run.ledger.get("name") == name and run.ledger.get("provider") == provider and (
@@ -124,6 +124,13 @@ class Run:
         write_json(self.ledger_path, self._ledger)
         st = self.ledger_path.stat()
         self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def config(self):
+        """The RunConfig the run was started with (workers and resumed runs read it back)."""
+        import yaml
+
+        from .config import RunConfig
+        return RunConfig.model_validate(yaml.safe_load(self.file("config.yaml").read_text()))
 
     @property
     def provider(self) -> str:

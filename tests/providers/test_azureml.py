@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("azure.ai.ml")
 
 from imgcls import api
-from imgcls.errors import ConfigError
+from imgcls.errors import AuthError, ConfigError
 from imgcls.providers.azureml import jobspec, naming
 from imgcls.runs import Run
 from tests.conftest import make_dataset
@@ -77,7 +77,8 @@ def the_run(tmp_path) -> Run:
 
 # -- the repo's config, end to end by CLI, then down --------------------------------------------------
 
-def test_cli_run_then_down_leaves_nothing(fake, data, tmp_path):
+def test_cli_run_then_down_leaves_nothing(inproc, data, tmp_path):
+    fake = inproc
     env = cli_env(fake, tmp_path)
     code, out, err = cli(env, "run", "-c", str(CONFIG), "--set", f"dataset.source={data}")
     assert code == 0, err
@@ -110,8 +111,8 @@ def test_cli_run_then_down_leaves_nothing(fake, data, tmp_path):
 
     sent_before_down = len(fake.requests)
     golden_requests(fake, run, sent_before_down)
-    code, out, err = cli(env, "down", "-c", str(CONFIG), "--set", f"dataset.source={data}", "--run", run.id)
-    assert code == 0, err
+    down = api.down(api.load(CONFIG, overrides=[f"dataset.source={data}"]), run.id)   # as `imgcls down --run`
+    assert down["failed"] == [] and len(down["deleted"]) == len(kinds)
     assert fake.state.billable() == {"computes": [], "endpoints": [], "deployments": []}
     assert leftovers(fake, Run(run.path)) == []
     statuses = {r["id"]: r["status"] for r in Run(run.path).ledger["resources"]}
@@ -138,24 +139,34 @@ def test_customvision_config_runs_on_azureml(inproc, data):
 
 # -- what fails, and how ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("case", ["missing", "expired"])
-def test_credentials_missing_or_expired_exit_5(fake, data, tmp_path, case):
-    env = cli_env(fake, tmp_path, credential=None if case == "missing" else "tests.fakes.azureml:ExpiredCredential")
+def test_missing_credentials_exit_5_naming_the_sources_tried(fake, data, tmp_path):
+    env = cli_env(fake, tmp_path, credential=None)                         # DefaultAzureCredential, nothing found
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"           # no az / azd / pwsh
     code, out, err = cli(env, "dataset-import", "-c", str(CONFIG), "--set", f"dataset.source={data}")
     assert code == 5 and out["error"] == "AuthError", out
     message = out["message"]
-    assert message.startswith("no Azure credential worked") and "Tried: " in message
-    if case == "missing":
-        for source in ("EnvironmentCredential", "WorkloadIdentityCredential", "ManagedIdentityCredential",
-                       "SharedTokenCacheCredential", "AzureCliCredential", "AzureDeveloperCliCredential"):
-            assert source in message
-        assert "Azure CLI not found on path" in message and "(DefaultAzureCredential)" in message
-    else:
-        assert "EnvironmentCredential: Authentication failed: AADSTS7000222" in message and "expired" in message
+    assert message.startswith("no Azure credential worked (DefaultAzureCredential). Tried: EnvironmentCredential: ")
+    for source in ("WorkloadIdentityCredential", "ManagedIdentityCredential", "SharedTokenCacheCredential",
+                   "AzureCliCredential: Azure CLI not found on path", "AzureDeveloperCliCredential"):
+        assert source in message
     assert "az login" in out["hint"] and "AZURE_CLIENT_SECRET" in out["hint"]
     assert "https://" not in message and len(message) < 1500             # condensed, no troubleshooting links
-    assert not [n for _, n in fake.blobs if n.startswith("imgcls/")] and not fake.state.data
+    assert out["details"]["tried"][:3] == ["EnvironmentCredential", "WorkloadIdentityCredential",
+                                           "ManagedIdentityCredential"]
+    assert not [n for _, n in fake.blobs if n.startswith("imgcls/")] and not fake.state.data   # nothing sent
+
+
+def test_expired_credential_is_an_auth_error(inproc, data, monkeypatch):
+    monkeypatch.setenv("IMGCLS_AZURE_CREDENTIAL", "tests.fakes.azureml:ExpiredCredential")
+    cfg = api.load(CONFIG, overrides=[f"dataset.source={data}"])
+    with pytest.raises(AuthError) as raised:
+        api.import_dataset(cfg)
+    assert raised.value.exit_code == 5
+    assert raised.value.message == (
+        "no Azure credential worked (tests.fakes.azureml:ExpiredCredential (from IMGCLS_AZURE_CREDENTIAL)). "
+        "Tried: EnvironmentCredential: Authentication failed: AADSTS7000222: The provided client secret keys "
+        "for app '11111111-2222-3333-4444-555555555555' are expired")
+    assert not inproc.state.data
 
 
 def test_failed_job_exits_6_with_the_reason_and_train_retries(inproc, data, tmp_path):
@@ -175,7 +186,8 @@ def test_failed_job_exits_6_with_the_reason_and_train_retries(inproc, data, tmp_
     assert result.model_id.endswith(f"/models/{naming.model(run)[0]}/versions/2")
 
 
-def test_timeout_exits_8_and_train_run_picks_the_same_job_up(fake, data, tmp_path):
+def test_timeout_exits_8_and_train_run_picks_the_same_job_up(inproc, data, tmp_path):
+    fake = inproc
     fake.job_seconds = 600
     env = cli_env(fake, tmp_path)
     args = ["-c", str(CONFIG), "--set", f"dataset.source={data}", "--set", "train.preset=best"]
@@ -187,9 +199,9 @@ def test_timeout_exits_8_and_train_run_picks_the_same_job_up(fake, data, tmp_pat
     assert fake.state.jobs[job].status in ("NotStarted", "Running") and run.operation("train")["id"] == job
 
     fake.job_seconds = 0.1                       # the job finishes while nobody waits
-    code, out, err = cli(env, "train", *args, "--run", run.id)
-    assert code == 0 and out["train"]["status"] == "succeeded", err
-    assert top_jobs(fake) == [job] and "picking up training" in err
+    _, result = api.train(api.load(CONFIG, overrides=[f"dataset.source={data}", "train.preset=best"]), run.id)
+    assert result.status == "succeeded"          # what `imgcls train --run ID` does
+    assert top_jobs(fake) == [job]
     assert sum(r.method == "PUT" and "/jobs/" in r.path for r in fake.requests) == 1     # submitted once
     golden("job-best.json", _norm(_job_body(fake, job), fake, run))
 
@@ -267,8 +279,9 @@ def test_providers_command_never_imports_the_sdk(tmp_path):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "imgcls.cli", "providers"], text=True,
                           capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
     imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
-    assert "imgcls.providers.azureml.provider" in imported
-    assert not [m for m in imported if m.startswith(("azure.ai.ml", "azure.identity", "azure.storage"))]
+    assert "imgcls.providers.azureml.settings" in imported          # the provider module was loaded ...
+    sdk = ("azure.ai.ml", "azure.identity", "azure.storage.blob", "azure.core")
+    assert not [m for m in imported if m.startswith(sdk)]               # ... and no SDK with it
 
 
 # -- golden files: every body we send -------------------------------------------------------------------
