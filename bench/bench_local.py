@@ -167,6 +167,7 @@ def main() -> None:
     parser.add_argument("--presets", default="quick,best")
     parser.add_argument("--budget-minutes", type=float, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "local.json")
+    parser.add_argument("--scratch", type=Path, help="keep work directories and artifacts here (default: a temp dir)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -180,7 +181,8 @@ def main() -> None:
                    dataset={"path": str(args.data), "train": len(folder_items(args.data / "train")),
                             "test": len(test_items), "labels": labels},
                    targets=TARGETS)
-    with tempfile.TemporaryDirectory(prefix="bench-local-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        scratch = args.scratch or Path(tmp)
         for preset in args.presets.split(","):
             print(f"benchmarking preset {preset} ...", file=sys.stderr)
             results[preset] = {**bench_preset(preset, args, Path(scratch), test_items, labels),

@@ -29,7 +29,7 @@ def leftovers(fake: FakeAzureML, run) -> list[str]:
     """What the fake still holds that the run created: billable computes/endpoints/deployments, model and
     data versions not archived, jobs still running, the run's own blobs."""
     res = run.ledger["resources"]
-    ids = lambda kind: [r for r in res if r["kind"] == kind]  # noqa: E731
+    ids = lambda kind: [r for r in res if r["kind"] == kind]
     left = []
     state = fake.state
     with state.lock:

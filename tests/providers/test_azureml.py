@@ -142,7 +142,7 @@ def test_customvision_config_runs_on_azureml(inproc, data):
 def test_missing_credentials_exit_5_naming_the_sources_tried(fake, data, tmp_path):
     env = cli_env(fake, tmp_path, credential=None)                         # DefaultAzureCredential, nothing found
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"           # no az / azd / pwsh
-    code, out, err = cli(env, "dataset-import", "-c", str(CONFIG), "--set", f"dataset.source={data}")
+    code, out, _ = cli(env, "dataset-import", "-c", str(CONFIG), "--set", f"dataset.source={data}")
     assert code == 5 and out["error"] == "AuthError", out
     message = out["message"]
     assert message.startswith("no Azure credential worked (DefaultAzureCredential). Tried: EnvironmentCredential: ")
@@ -173,7 +173,7 @@ def test_failed_job_exits_6_with_the_reason_and_train_retries(inproc, data, tmp_
     fake = inproc
     fake.fail_next_job("Not enough quota for Standard_NC6s_v3 in eastus: 0 of 6 cores available.")
     env = cli_env(fake, tmp_path)
-    code, out, err = cli(env, "train", "-c", str(CONFIG), "--set", f"dataset.source={data}")
+    code, out, _ = cli(env, "train", "-c", str(CONFIG), "--set", f"dataset.source={data}")
     assert code == 6 and out["error"] == "ProviderError"
     assert "Not enough quota for Standard_NC6s_v3 in eastus: 0 of 6 cores available." in out["message"]
     run = the_run(tmp_path)
@@ -191,7 +191,7 @@ def test_timeout_exits_8_and_train_run_picks_the_same_job_up(inproc, data, tmp_p
     fake.job_seconds = 600
     env = cli_env(fake, tmp_path)
     args = ["-c", str(CONFIG), "--set", f"dataset.source={data}", "--set", "train.preset=best"]
-    code, out, err = cli(env, "train", *args, "--timeout", "1")
+    code, out, _ = cli(env, "train", *args, "--timeout", "1")
     assert code == 8 and out["error"] == "TimedOut", out
     run = the_run(tmp_path)
     assert f"imgcls train --run {run.id}" in out["hint"]
@@ -208,8 +208,13 @@ def test_timeout_exits_8_and_train_run_picks_the_same_job_up(inproc, data, tmp_p
 
 def test_interrupted_submission_is_submitted_once_under_its_recorded_name(inproc, data):
     fake = inproc
-    cfg = api.load(CONFIG, overrides=[f"dataset.source={data}", "evaluate.report=false"])
-    run, _ = api.import_dataset(cfg)
+    # uploads straight to an explicit account URL (Azurite-style, the account in the path) this time
+    cfg = api.load(CONFIG, overrides=[f"dataset.source={data}", f"azureml.storage_account_url={fake.blob_account_url}"])
+    run, ref = api.import_dataset(cfg)
+    assert ref.extra["account_url"] == fake.blob_account_url and ref.extra["uploaded"] > 0
+    image_puts = [r.path for r in fake.requests if r.method == "PUT" and r.path.endswith(".jpg")]
+    assert image_puts and all(p.startswith(f"/{fake.workspace.storage_account}/{fake.workspace.container}/"
+                                           "imgcls/images/") for p in image_puts)
     # the service refuses the first PUT of the job: what the ledger holds equals a crash mid-submit
     fake.faults.add("PUT", r"/jobs/imgcls-", 400, times=1, headers={})
     with pytest.raises(ConfigError):
@@ -219,6 +224,17 @@ def test_interrupted_submission_is_submitted_once_under_its_recorded_name(inproc
 
     _, result = api.train(cfg, run.id)
     assert result.status == "succeeded" and top_jobs(fake) == [naming.job(run)]
+
+
+def test_no_wait_returns_at_once_and_train_run_waits_for_the_same_job(inproc, data):
+    inproc.job_seconds = 0.5
+    cfg = api.load(CONFIG, overrides=[f"dataset.source={data}"])
+    run, started = api.train(cfg, wait=False)
+    assert started.status == "running" and started.model_id is None
+    (job,) = top_jobs(inproc)
+    assert inproc.state.jobs[job].status != "Completed" and Run(run.path).operation("train")["id"] == job
+    _, done = api.train(cfg, run.id)
+    assert done.status == "succeeded" and top_jobs(inproc) == [job] and done.extra["job"] == job
 
 
 # -- the job spec: what preset, budget and the azureml: section decide --------------------------------

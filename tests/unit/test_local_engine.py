@@ -16,11 +16,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("onnxruntime")
 
-from imgcls.errors import DataError, UsageError  # noqa: E402
-from imgcls.providers.local import backbone, train as train_mod  # noqa: E402
-from imgcls.providers.local.export import export_onnx  # noqa: E402
-from imgcls.providers.local.predict import OnnxClassifier  # noqa: E402
-from imgcls.providers.local.preprocess import Preprocessing, load_image, to_array  # noqa: E402
+from imgcls.errors import DataError, UsageError
+from imgcls.providers.local import backbone
+from imgcls.providers.local import train as train_mod
+from imgcls.providers.local.export import export_onnx, load_model
+from imgcls.providers.local.predict import OnnxClassifier
+from imgcls.providers.local.preprocess import Preprocessing, load_image, to_array
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flowers-sample"
 LABELS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
@@ -110,11 +111,11 @@ def test_missing_weights_package_names_the_extra(monkeypatch):
 # --- quick: train, export, predict ----------------------------------------------------------------
 
 def test_quick_trains_exports_and_predicts(quick):
-    workdir, artifact, info = quick
+    _, artifact, info = quick
     assert info["preset"] == "quick" and info["n_train"] + info["n_val"] == 50 and not info["resumed"]
     assert {p.name for p in artifact.iterdir()} >= {"model.onnx", "labels.json", "preprocessing.json", "model.json"}
     assert json.loads((artifact / "model.json").read_text())["task"] == "multiclass"
-    clf = OnnxClassifier(artifact)
+    clf = OnnxClassifier(artifact, precision="fp32")
     test = items("test", 6)
     probs = clf.predict_images([p for p, _, _ in test])
     assert probs.shape == (30, 5) and np.allclose(probs.sum(1), 1, atol=1e-4)
@@ -124,10 +125,21 @@ def test_quick_trains_exports_and_predicts(quick):
     assert tta.shape == (1, 5) and tta.argmax() == probs[0].argmax()
 
 
+def test_int8_export_is_used_and_agrees_with_fp32(quick):
+    artifact = quick[1]
+    assert json.loads((artifact / "model.json").read_text())["int8"]["agreement"] >= 0.97
+    int8 = OnnxClassifier(artifact)
+    assert int8.precision == "int8"
+    paths = [p for p, _, _ in items("test", 6)]
+    fp32 = OnnxClassifier(artifact, precision="fp32").predict_images(paths)
+    q = int8.predict_images(paths)
+    assert np.mean(fp32.argmax(1) == q.argmax(1)) >= 0.9 and np.abs(fp32 - q).max() < 0.2
+
+
 def test_onnx_agrees_with_torch_on_a_real_image(quick):
     workdir, artifact, _ = quick
-    model, _ = train_mod.load_model(workdir)
-    clf = OnnxClassifier(artifact)
+    model, _ = load_model(workdir)
+    clf = OnnxClassifier(artifact, precision="fp32")
     x = clf.prepare(items("test", 1)[0][0])[None]
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(x)), 1).numpy()
@@ -163,7 +175,7 @@ def test_multilabel_quick(tmp_path, cache_dir):
     info = train_mod.train(data, [], labels, multilabel=True, preset="quick", budget_minutes=5,
                            workdir=tmp_path, cache_dir=cache_dir)
     assert info["cache_misses"] == 0
-    export_onnx(tmp_path, tmp_path / "artifact", labels, multilabel=True)
+    export_onnx(tmp_path, tmp_path / "artifact", labels, multilabel=True, int8=False)
     clf = OnnxClassifier(tmp_path / "artifact")
     assert clf.multilabel and clf.labels == labels
     probs = clf.predict_images([p for p, _, _ in items("test", 2)])
@@ -190,7 +202,7 @@ def test_best_is_interrupted_and_resumes_from_its_checkpoint(tmp_path, cache_dir
         if stage == "epoch" and done == 1:
             raise KeyboardInterrupt
 
-    args = dict(multilabel=False, preset="best", budget_minutes=10, workdir=tmp_path, cache_dir=cache_dir)
+    args = {"multilabel": False, "preset": "best", "budget_minutes": 10, "workdir": tmp_path, "cache_dir": cache_dir}
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(data, [], classes, progress=interrupt_after_first_epoch, **args)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -201,5 +213,5 @@ def test_best_is_interrupted_and_resumes_from_its_checkpoint(tmp_path, cache_dir
     assert info["resumed"] and info["start_epoch"] == 1 and info["epochs"] == 3
     assert [d for s, d in seen if s == "epoch"] == [2, 3]  # epoch 1 was not trained again
     assert (tmp_path / "model.pt").exists()
-    export_onnx(tmp_path, tmp_path / "artifact", classes, multilabel=False)
+    export_onnx(tmp_path, tmp_path / "artifact", classes, multilabel=False, int8=False)
     assert OnnxClassifier(tmp_path / "artifact").predict_images([data[0][0]]).shape == (1, 2)

@@ -15,10 +15,10 @@ from PIL import Image
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper
 
-from imgcls.providers.local.preprocess import Preprocessing  # noqa: E402
-from imgcls.providers.local.serve import make_server  # noqa: E402
+from imgcls.providers.local.preprocess import Preprocessing
+from imgcls.providers.local.serve import make_server
 
 LABELS = ["red", "green", "blue"]
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220)}

@@ -56,7 +56,7 @@ class _ExpiredSecret:
         pass
 
 
-def ExpiredCredential() -> Any:  # noqa: N802 - used like a credential class ("module:attr" seams)
+def ExpiredCredential() -> Any:
     """What DefaultAzureCredential raises when the environment's service principal secret has expired:
     the chain stops at EnvironmentCredential and lists it. No network involved."""
     from azure.identity import ChainedTokenCredential

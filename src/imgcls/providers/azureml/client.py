@@ -14,37 +14,33 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from azure.ai.ml import Input, MLClient, automl
+from azure.ai.ml import Input, MLClient, automl, sweep
 from azure.ai.ml.automl import SearchSpace
 from azure.ai.ml.constants import AssetTypes
 from azure.ai.ml.entities import AmlCompute, Data, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
-from azure.ai.ml.entities._job.automl.image.image_classification_job import ImageClassificationJob
 from azure.ai.ml.exceptions import MlException
-from azure.ai.ml.sweep import (BanditPolicy, Choice, LogNormal, LogUniform, MedianStoppingPolicy, Normal,
-                               QLogNormal, QLogUniform, QNormal, QUniform, Randint, TruncationSelectionPolicy,
-                               Uniform)
 from azure.core import PipelineClient
+from azure.core import exceptions as az_errors
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceExistsError,
-                                   ResourceNotFoundError, ServiceRequestError, ServiceResponseError)
-from azure.core.pipeline.policies import (BearerTokenCredentialPolicy, HeadersPolicy, ProxyPolicy, RetryPolicy,
-                                          UserAgentPolicy)
+from azure.core.pipeline import policies
 from azure.core.rest import HttpRequest
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from ...errors import AuthError, ConfigError, DataError, ImgclsError, ProviderError
+from ...errors import AuthError, ConfigError, ImgclsError, ProviderError
 from .jobspec import JobSpec
 from .settings import CREDENTIAL_ENV, SOURCES, Settings, where
 
 ARM_SCOPE = "https://management.azure.com/.default"   # what azure-ai-ml and azureml-mlflow ask tokens for
-_DISTRIBUTIONS = {"choice": Choice, "randint": Randint, "uniform": Uniform, "loguniform": LogUniform,
-                  "normal": Normal, "lognormal": LogNormal, "quniform": QUniform, "qloguniform": QLogUniform,
-                  "qnormal": QNormal, "qlognormal": QLogNormal}
-_POLICIES = {"bandit": BanditPolicy, "median_stopping": MedianStoppingPolicy,
-             "truncation_selection": TruncationSelectionPolicy}
+_DISTRIBUTIONS = {"choice": sweep.Choice, "randint": sweep.Randint, "uniform": sweep.Uniform,
+                  "loguniform": sweep.LogUniform, "normal": sweep.Normal, "lognormal": sweep.LogNormal,
+                  "quniform": sweep.QUniform, "qloguniform": sweep.QLogUniform, "qnormal": sweep.QNormal,
+                  "qlognormal": sweep.QLogNormal}
+_POLICIES = {"bandit": sweep.BanditPolicy, "median_stopping": sweep.MedianStoppingPolicy,
+             "truncation_selection": sweep.TruncationSelectionPolicy}
 _announced: set[str] = set()                          # the seam is announced once per process
-TRAINING_PARAMETERS = frozenset(inspect.signature(ImageClassificationJob.set_training_parameters).parameters) - {"self"}
+TRAINING_PARAMETERS = frozenset(inspect.signature(automl.ImageClassificationJob.set_training_parameters).parameters) - {
+    "self"}
 
 
 def make_credential(settings: Settings) -> tuple[Any, str]:
@@ -88,17 +84,17 @@ def _route_sdk_logs(debug: Callable[[str], None]) -> None:
 
 
 class Client:
-    def __init__(self, settings: Settings, log: Callable[[str], None] = lambda _: None,
-                 debug: Callable[[str], None] = lambda _: None):
+    def __init__(self, settings: Settings, debug: Callable[[str], None] = lambda _: None):
         settings.require()
-        self.settings, self.log = settings, log
+        self.settings = settings
         _route_sdk_logs(debug)
         self.credential, self.credential_source = make_credential(settings)
         self.ml = MLClient(self.credential, settings.subscription_id, settings.resource_group, settings.workspace,
                            enable_telemetry=False)
         self._tracking: str | None = None
+        self._datastore: dict | None = None
         self._rest = PipelineClient("https://localhost", policies=_policies(
-            BearerTokenCredentialPolicy(self.credential, ARM_SCOPE)))
+            policies.BearerTokenCredentialPolicy(self.credential, ARM_SCOPE)))
         self._plain = PipelineClient("https://localhost", policies=_policies(None))
 
     # -- the one place SDK errors become ours ---------------------------------------------------
@@ -108,15 +104,15 @@ class Client:
         missing_ok: a 404 returns None. setting: the config key a 400 points at (ConfigError)."""
         try:
             return fn(*args, **kwargs)
-        except ClientAuthenticationError as exc:       # a credential that cannot get a token, or a 401
+        except az_errors.ClientAuthenticationError as exc:  # a credential that cannot get a token, or a 401
             raise self._auth_error(exc) from None
-        except ResourceNotFoundError as exc:
+        except az_errors.ResourceNotFoundError as exc:
             if missing_ok:
                 return None
             raise self._not_found(what, exc) from None
-        except HttpResponseError as exc:
+        except az_errors.HttpResponseError as exc:
             raise self._translate(what, exc, setting) from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
+        except (az_errors.ServiceRequestError, az_errors.ServiceResponseError) as exc:
             raise ProviderError(f"Azure ML {what}: cannot reach the service ({_scrub(_first_line(exc))})",
                                 hint="check the network (and HTTPS_PROXY), then run the same command again: "
                                      "the run resumes where it stopped") from None
@@ -133,7 +129,7 @@ class Client:
             if poller is not None:
                 self.call(what, poller.result, setting=setting, missing_ok=missing_ok)
 
-    def _auth_error(self, exc: ClientAuthenticationError) -> AuthError:
+    def _auth_error(self, exc: az_errors.ClientAuthenticationError) -> AuthError:
         status = getattr(exc, "status_code", None)
         if status in (401, 403):
             code, message = _code_message(exc)
@@ -148,7 +144,7 @@ class Client:
                               "assigned; then run the same command again (the run resumes)",
                          tried=[name for name, _ in tried] or list(SOURCES))
 
-    def _not_found(self, what: str, exc: ResourceNotFoundError) -> ImgclsError:
+    def _not_found(self, what: str, exc: az_errors.ResourceNotFoundError) -> ImgclsError:
         code, message = _code_message(exc)
         if "workspaces/" in message and "not found" in message.lower():
             return ConfigError(f"Azure ML workspace {self.settings.workspace} not found in resource group "
@@ -157,7 +153,7 @@ class Client:
                                     f"{where('subscription_id')}")
         return ProviderError(f"Azure ML {what}: {message} ({code})", status=404)
 
-    def _translate(self, what: str, exc: HttpResponseError, setting: str | None) -> ImgclsError:
+    def _translate(self, what: str, exc: az_errors.HttpResponseError, setting: str | None) -> ImgclsError:
         status = exc.status_code
         code, message = _code_message(exc)
         text = f"Azure ML {what}: {message}" + (f" ({code})" if code else f" ({status})")
@@ -209,7 +205,9 @@ class Client:
     # -- blob storage -------------------------------------------------------------------------------
     def default_datastore(self) -> dict:
         """The workspace's default datastore and a credential for its container (its SAS or key when the
-        datastore holds one, else the Azure AD credential)."""
+        datastore holds one, else the Azure AD credential). Read once per client."""
+        if self._datastore is not None:
+            return self._datastore
         try:
             ds = self.call("reading the default datastore", self.ml.datastores.get_default, include_secrets=True)
         except AuthError as exc:               # no listSecrets permission: upload as the identity itself
@@ -221,9 +219,10 @@ class Client:
             blob_credential = AzureSasCredential(creds.sas_token.lstrip("?"))
         elif getattr(creds, "account_key", None):
             blob_credential = AzureNamedKeyCredential(ds.account_name, creds.account_key)
-        return {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
-                "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
-                "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
+        self._datastore = {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
+                           "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
+                           "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
+        return self._datastore
 
     def container(self, account_url: str, name: str, credential: Any) -> ContainerClient:
         return ContainerClient(account_url=account_url, container_name=name, credential=credential,
@@ -239,7 +238,7 @@ class Client:
             try:
                 container.upload_blob(name, data, overwrite=overwrite,
                                       content_settings=ContentSettings(content_type=content_type))
-            except ResourceExistsError:
+            except az_errors.ResourceExistsError:
                 return False
             return True
         return self.call(f"uploading {name}", put)
@@ -253,6 +252,9 @@ class Client:
         data = Data(name=name, version=version, type=AssetTypes.MLTABLE, path=path, description=description,
                     tags=tags)
         return self.call(f"registering data asset {name}:{version}", self.ml.data.create_or_update, data).id
+
+    def data_exists(self, name: str, version: str) -> bool:
+        return self.call("reading the data asset", self.ml.data.get, name, version, missing_ok=True) is not None
 
     def archive_data(self, name: str, version: str) -> None:
         self.call(f"archiving data asset {name}:{version}", self.ml.data.archive, name, version, missing_ok=True)
@@ -301,20 +303,24 @@ class Client:
             raise ConfigError(f"unknown AutoML image training parameter(s): {', '.join(unknown)} "
                               "(azureml.training_parameters / azureml.search_space)",
                               hint="known: " + ", ".join(sorted(TRAINING_PARAMETERS)))
-        if spec.training_parameters:
-            job.set_training_parameters(**spec.training_parameters)
-        if spec.search_space:
-            job.extend_search_space([SearchSpace(**{k: _DISTRIBUTIONS[kind](args) if kind == "choice"
-                                                    else _DISTRIBUTIONS[kind](*args)
-                                                    for k, (kind, args) in sub.items()})
-                                     for sub in spec.search_space])
-            policy = (_POLICIES[spec.early_termination[0]](**spec.early_termination[1])
-                      if spec.early_termination else None)
-            job.set_sweep(sampling_algorithm=spec.sampling_algorithm.capitalize(), early_termination=policy)
+        try:
+            if spec.training_parameters:
+                job.set_training_parameters(**spec.training_parameters)
+            if spec.search_space:
+                job.extend_search_space([SearchSpace(**{k: _DISTRIBUTIONS[kind](args) if kind == "choice"
+                                                        else _DISTRIBUTIONS[kind](*args)
+                                                        for k, (kind, args) in sub.items()})
+                                         for sub in spec.search_space])
+                policy = (_POLICIES[spec.early_termination[0]](**spec.early_termination[1])
+                          if spec.early_termination else None)
+                job.set_sweep(sampling_algorithm=spec.sampling_algorithm.capitalize(), early_termination=policy)
+        except (TypeError, ValueError, MlException) as exc:
+            raise ConfigError(f"the AutoML job cannot be built: {_first_line(exc)}",
+                              hint="check azureml.training_parameters and azureml.search_space") from None
         return job
 
     def submit(self, job) -> dict:
-        """Submit a job from build_job; a name the service already has is answered with that job."""
+        """Submit a job from build_job, under the name it carries."""
         return _job(self.call(f"submitting job {job.name}", self.ml.jobs.create_or_update, job,
                               setting="azureml.compute, azureml.training_parameters or azureml.search_space"))
 
@@ -377,9 +383,9 @@ class Client:
 # -- helpers: SDK values -> plain values, error text ----------------------------------------------
 
 def _policies(auth) -> list:
-    policies = [HeadersPolicy(), UserAgentPolicy(base_user_agent="imgcls"), ProxyPolicy(),
-                RetryPolicy(retry_total=3, retry_backoff_factor=0.8)]
-    return policies + ([auth] if auth is not None else [])
+    chain = [policies.HeadersPolicy(), policies.UserAgentPolicy(base_user_agent="imgcls"), policies.ProxyPolicy(),
+             policies.RetryPolicy(retry_total=3, retry_backoff_factor=0.8)]
+    return chain + ([auth] if auth is not None else [])
 
 
 def _job(job) -> dict:
@@ -387,7 +393,7 @@ def _job(job) -> dict:
             "properties": dict(job.properties or {}), "studio_url": getattr(job, "studio_url", None)}
 
 
-def _code_message(exc: HttpResponseError) -> tuple[str | None, str]:
+def _code_message(exc: az_errors.HttpResponseError) -> tuple[str | None, str]:
     err = getattr(exc, "error", None)
     code = getattr(err, "code", None) or getattr(exc, "error_code", None)
     message = getattr(err, "message", None) or getattr(exc, "reason", None) or _first_line(exc)
@@ -408,7 +414,7 @@ def _scrub(text: str) -> str:
 def tried_sources(message: str) -> list[tuple[str, str]]:
     """(credential, short reason) per line of a DefaultAzureCredential / ChainedTokenCredential failure."""
     tried = []
-    for name, reason in re.findall(r"^\t(\w+): (.+)$", message, flags=re.M):
+    for name, reason in re.findall(r"^\t(\w+): (.+)$", message, flags=re.MULTILINE):
         reason = re.sub(r"https?://\S+", "", reason)
         reason = re.sub(rf"^{name} authentication unavailable\.?\s*", "", reason).strip()
         reason = (re.split(r"(?<=[.!])\s", reason)[0].rstrip(".") or "unavailable")[:200]

@@ -83,9 +83,10 @@ def upload(provider, manifest, labels: list[str]) -> DatasetRef:
                             "application/jsonl" if fname.endswith(".jsonl") else "text/yaml", overwrite=True)
         name = naming.data_asset(config.name, split)
         run.record("data", f"{name}:{version}", name=name, version=version, split=split)
-        client.register_data(name, version, f"azureml://datastores/{ds['name']}/paths/{prefix}{split}/",
-                             description=f"imgcls {split} split of run {run.id} ({len(part)} images)",
-                             tags={"imgcls.run": run.id, "imgcls.split": split})
+        if not client.data_exists(name, version):       # asset versions are immutable: a resumed import skips
+            client.register_data(name, version, f"azureml://datastores/{ds['name']}/paths/{prefix}{split}/",
+                                 description=f"imgcls {split} split of run {run.id} ({len(part)} images)",
+                                 tags={"imgcls.run": run.id, "imgcls.split": split})
         assets[split] = f"azureml:{name}:{version}"
         progress.log(f"registered data asset {name}:{version} ({len(part)} {split} images)")
 

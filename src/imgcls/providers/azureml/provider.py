@@ -57,7 +57,7 @@ class AzureMLProvider(Provider):
     @functools.cached_property
     def client(self):
         from .client import Client  # the SDKs are imported only when a step talks to Azure
-        return Client(self.settings, log=self.progress.log, debug=self.progress.debug)
+        return Client(self.settings, debug=self.progress.debug)
 
     @functools.cached_property
     def serving(self):
@@ -203,11 +203,11 @@ class AzureMLProvider(Provider):
         import json
 
         from . import dataset
+        if resource["id"] == naming.IMAGES_PREFIX and self.config.azureml.keep_images:
+            return "kept"           # content-addressed and shared by other runs (azureml.keep_images)
         container = self.client.container(resource["account_url"], resource["container"],
                                           self.client.default_datastore()["credential"])
         if resource["id"] == naming.IMAGES_PREFIX:
-            if self.config.azureml.keep_images:
-                return "kept"       # content-addressed and shared by other runs (azureml.keep_images)
             record = dataset.record_path(self.run)
             names = json.loads(record.read_text())["uploaded"] if record.exists() else []
         else:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from imgcls.errors import MissingDependency, ProviderError, UsageError
-from imgcls.providers.local.preprocess import Preprocessing
-from imgcls.providers.local.train import load_model, torch
+from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
+from imgcls.providers.local.preprocess import Preprocessing, normalize
+from imgcls.providers.local.train import Classifier, Head, torch
 
 OPSET = 17
 TOLERANCE = 1e-4
+MIN_INT8_AGREEMENT = 0.97  # share of held-out training images on which INT8 must decide as fp32 does
 
 
 class Probabilities(torch.nn.Module):
@@ -28,8 +33,25 @@ class Probabilities(torch.nn.Module):
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
 
-def export_onnx(workdir: Path, artifact_dir: Path, labels, multilabel: bool) -> Path:
-    """Write model.onnx, labels.json, preprocessing.json and model.json to artifact_dir."""
+def load_model(workdir: Path):
+    """(Classifier in eval mode returning logits, metadata dict) from workdir/model.pt."""
+    path = Path(workdir) / "model.pt"
+    if not path.exists():
+        raise UsageError(f"no trained model in {workdir}", hint="train first: imgcls train")
+    meta = torch.load(path, map_location="cpu", weights_only=True)
+    if meta["features"] is None:  # quick preset: the pretrained backbone, unchanged
+        features = load_backbone(meta["backbone"])[0]
+    else:
+        features = build_features(meta["backbone"])[0]
+        features.load_state_dict(meta["features"])
+    head = Head(FEATURE_DIM, len(meta["labels"]))
+    head.load_state_dict(meta["head"])
+    return Classifier(features, head).eval(), meta
+
+
+def export_onnx(workdir: Path, artifact_dir: Path, labels, multilabel: bool, int8: bool = True) -> Path:
+    """Write model.onnx, labels.json, preprocessing.json and model.json to artifact_dir, and with
+    `int8` a statically quantised model.int8.onnx when it agrees with the fp32 model."""
     model, meta = load_model(workdir)
     if list(labels) != meta["labels"] or bool(multilabel) != meta["multilabel"]:
         raise UsageError(f"the model in {workdir} was trained for other labels or another task",
@@ -55,12 +77,14 @@ def export_onnx(workdir: Path, artifact_dir: Path, labels, multilabel: bool) -> 
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, artifact_dir / "model.onnx")
+    (artifact_dir / "model.int8.onnx").unlink(missing_ok=True)
+    quantized = _quantize(artifact_dir, Path(workdir) / "calibration.npy", prep, multilabel) if int8 else None
     _write(artifact_dir / "labels.json", json.dumps(list(labels), indent=2))
     _write(artifact_dir / "preprocessing.json", prep.to_json())
     _write(artifact_dir / "model.json", json.dumps({
         "task": "multilabel" if multilabel else "multiclass", "backbone": meta["backbone"],
         "preset": meta["preset"], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": "input", "output": "probabilities", "opset": OPSET}, indent=2))
+        "input": "input", "output": "probabilities", "opset": OPSET, "int8": quantized}, indent=2))
     return artifact_dir / "model.onnx"
 
 
@@ -78,6 +102,47 @@ def _check_agreement(net, onnx_path: Path, sample) -> None:
     if got.shape != expected.shape or diff > TOLERANCE:
         raise ProviderError(f"the ONNX export disagrees with the trained model (max difference {diff:.2g})",
                             hint="report this as a bug with the model's backbone and preset", max_diff=diff)
+
+
+def _quantize(artifact_dir: Path, calibration: Path, prep: Preprocessing, multilabel: bool) -> dict:
+    """Static INT8 (QDQ, per-channel weights): about 2x the images/s of fp32 on CPUs with VNNI.
+
+    Calibrated on half of the training crops saved by train(), checked on the other half."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    if not calibration.exists():
+        return {"skipped": "no calibration images in the work directory"}
+    arrays = np.stack([normalize(c, prep.mean, prep.std) for c in np.load(calibration)])
+    calib, check = (arrays[::2], arrays[1::2]) if len(arrays) >= 4 else (arrays, arrays)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory(dir=artifact_dir) as tmp:
+        pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(artifact_dir / "model.onnx"), str(pre))
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        fp32, q = (ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": check})[0]
+                   for path in (artifact_dir / "model.onnx", out))
+        same = (fp32 >= 0.5) == (q >= 0.5) if multilabel else fp32.argmax(1) == q.argmax(1)
+        agreement, diff = float(same.mean()), float(abs(fp32 - q).max())
+        if agreement < MIN_INT8_AGREEMENT:
+            return {"skipped": f"INT8 agreed with fp32 on {agreement:.0%} of held-out images", "agreement": agreement}
+        os.replace(out, artifact_dir / "model.int8.onnx")
+    return {"file": "model.int8.onnx", "agreement": round(agreement, 4), "max_prob_diff": round(diff, 4),
+            "checked_images": len(check)}
 
 
 def _write(path: Path, text: str) -> None:

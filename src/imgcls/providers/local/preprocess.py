@@ -34,7 +34,7 @@ class Preprocessing:
     layout: str = "NCHW"
 
     @classmethod
-    def for_input(cls, size: int) -> "Preprocessing":
+    def for_input(cls, size: int) -> Preprocessing:
         # TF's EfficientNet eval pipeline crops size/(size+32) of the shorter side (CROP_PADDING=32).
         return cls(size=size, resize=size + 32)
 
@@ -42,7 +42,7 @@ class Preprocessing:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Preprocessing":
+    def from_json(cls, text: str) -> Preprocessing:
         data = json.loads(text)
         return cls(size=int(data["size"]), resize=int(data["resize"]), mean=tuple(data["mean"]),
                    std=tuple(data["std"]), layout=data.get("layout", "NCHW"))
@@ -60,11 +60,11 @@ def load_image(path_or_bytes, draft_size: int | None = None) -> Image.Image:
     is_bytes = isinstance(path_or_bytes, (bytes, bytearray, memoryview))
     name = "<bytes>" if is_bytes else str(path_or_bytes)
     try:
-        src = io.BytesIO(path_or_bytes) if is_bytes else open(path_or_bytes, "rb")
+        data = bytes(path_or_bytes) if is_bytes else Path(path_or_bytes).read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read image {name}: {exc.strerror or exc}", path=name) from None
     try:
-        with src, Image.open(src) as img:
+        with Image.open(io.BytesIO(data)) as img:
             if draft_size and img.format == "JPEG":
                 _draft(img, draft_size)
             img.load()
@@ -145,7 +145,7 @@ def augment(img: Image.Image, size: int, rng: np.random.Generator, min_scale: fl
     for _ in range(10):
         area = w * h * rng.uniform(min_scale, 1.0)
         ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        cw, ch = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
+        cw, ch = round(float(np.sqrt(area * ratio))), round(float(np.sqrt(area / ratio)))
         if 0 < cw <= w and 0 < ch <= h:
             x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
             box = (x0, y0, x0 + cw, y0 + ch)

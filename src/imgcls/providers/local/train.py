@@ -18,8 +18,15 @@ import numpy as np
 
 from imgcls.errors import DataError, MissingDependency, UsageError
 from imgcls.providers.local.backbone import BACKBONES, build_features, load_backbone
-from imgcls.providers.local.preprocess import (Preprocessing, augment, batches, center_crop, load_image,
-                                               normalize, resize_shorter)
+from imgcls.providers.local.preprocess import (
+    Preprocessing,
+    augment,
+    batches,
+    center_crop,
+    load_image,
+    normalize,
+    resize_shorter,
+)
 
 try:
     import torch
@@ -31,7 +38,8 @@ PRESETS = ("quick", "best")
 # Chosen on validation splits carved from flowers-dev train/ (numbers in bench/results/local.json).
 QUICK = {"backbone": "lite0", "weight_decays": (1e-4, 1e-3, 1e-2)}
 BEST = {"backbone": "lite0", "batch_size": 32, "lr": 2e-4, "weight_decay": 0.05, "label_smoothing": 0.1,
-        "dropout": 0.2, "max_epochs": 30, "patience": 8, "min_scale": 0.25, "freeze_bn": True, "frozen_stages": 0}
+        "dropout": 0.2, "max_epochs": 30, "patience": 10, "min_scale": 0.25, "freeze_bn": True, "frozen_stages": 3}
+CALIBRATION_IMAGES = 64  # training images kept for calibrating the INT8 export
 CACHE_VERSION = "v1"  # part of the cache folder name: bump it when the cached preprocessing changes
 BATCH = 32
 
@@ -68,6 +76,7 @@ def train(train_items, val_items, labels, *, multilabel: bool, preset: str, budg
                 head, _ = fit_head(np.concatenate([f_train, f_val]), np.concatenate([y_train, y_val]),
                                    None, None, len(labels), multilabel, (fit["weight_decay"],), None)
             _save_model(workdir, cfg["backbone"], preset, labels, multilabel, head, None)
+            _save_calibration(workdir, train_items, cfg["backbone"])
             return {**summary, "seconds": round(time.monotonic() - start, 2)}
         ckpt = {"fingerprint": fingerprint, "epoch": 0, "seconds": time.monotonic() - start,
                 "head": head.state_dict(), "lp": fit}
@@ -77,6 +86,7 @@ def train(train_items, val_items, labels, *, multilabel: bool, preset: str, budg
     model, fit = finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel,
                           budget_minutes * 60, workdir, progress, seed)
     _save_model(workdir, cfg["backbone"], preset, labels, multilabel, model.head, model.features)
+    _save_calibration(workdir, train_items, cfg["backbone"])
     seconds = fit.pop("seconds_total")
     return {**summary, **fit, "seconds": round(seconds, 2)}
 
@@ -140,7 +150,7 @@ def cached_features(items, backbone: str, cache_dir: Path, progress, counts: dic
         return out
     model = load_backbone(backbone)[0].to(memory_format=torch.channels_last)
     prep = preprocessing_for(backbone)
-    decode = lambda i: prep.apply(load_image(items[i][0], draft_size=prep.resize))  # noqa: E731
+    decode = lambda i: prep.apply(load_image(items[i][0], draft_size=prep.resize))
     done = 0
     with ThreadPoolExecutor(2) as pool, torch.inference_mode():
         for arrays in batches(pool, decode, missing, BATCH):
@@ -263,7 +273,7 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
         state = {"epoch": 0, "planned": cfg["max_epochs"], "bad_epochs": 0, "epoch_seconds": None,
                  "best": {"epoch": 0, "accuracy": acc, "loss": loss, "model": _copy(model.state_dict())},
                  "history": [{"epoch": 0, "val_accuracy": acc, "val_loss": loss}]}
-    seconds = lambda: base_seconds + time.monotonic() - run_start  # noqa: E731
+    seconds = lambda: base_seconds + time.monotonic() - run_start
     reserve = max(10.0, 0.02 * budget_s)  # time kept for writing the model after the last epoch
     stopped = "schedule"
     try:
@@ -403,24 +413,19 @@ def _load_checkpoint(path: Path, fingerprint: str):
     return ckpt if isinstance(ckpt, dict) and ckpt.get("fingerprint") == fingerprint else None
 
 
+def _save_calibration(workdir: Path, items, backbone: str) -> None:
+    """Center crops (uint8 NHWC) of a spread of training images, for export's INT8 calibration."""
+    prep = preprocessing_for(backbone)
+    chosen = sorted(items, key=lambda it: it[1])[::max(1, len(items) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]
+    crops = np.stack([np.asarray(center_crop(resize_shorter(load_image(p, draft_size=prep.resize), prep.resize),
+                                             prep.size)) for p, _, _ in chosen])
+    tmp = Path(workdir) / f".calibration.{os.getpid()}.npy"
+    np.save(tmp, crops)
+    os.replace(tmp, Path(workdir) / "calibration.npy")
+
+
 def _save_model(workdir, backbone, preset, labels, multilabel, head, features) -> None:
     _atomic_save({"format": 1, "backbone": backbone, "preset": preset, "labels": list(labels),
                   "multilabel": multilabel, "preprocessing": asdict(preprocessing_for(backbone)),
                   "head": head.state_dict(), "features": None if features is None else features.state_dict()},
                  Path(workdir) / "model.pt")
-
-
-def load_model(workdir: Path):
-    """(Classifier in eval mode returning logits, metadata dict) from workdir/model.pt."""
-    path = Path(workdir) / "model.pt"
-    if not path.exists():
-        raise UsageError(f"no trained model in {workdir}", hint="train first: imgcls train")
-    meta = torch.load(path, map_location="cpu", weights_only=True)
-    if meta["features"] is None:  # quick preset: the pretrained backbone, unchanged
-        features = load_backbone(meta["backbone"])[0]
-    else:
-        features = build_features(meta["backbone"])[0]
-        features.load_state_dict(meta["features"])
-    head = Head(1280, len(meta["labels"]))
-    head.load_state_dict(meta["head"])
-    return Classifier(features, head).eval(), meta
