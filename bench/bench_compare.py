@@ -38,7 +38,7 @@ def screenshot(report: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir=/tmp/imgcls-chrome", f"--screenshot={out}", "--window-size=1200,2200",
+                    "--user-data-dir=/tmp/imgcls-chrome", f"--screenshot={out}", "--window-size=1200,2200",
                     Path(report).resolve().as_uri()], check=True, capture_output=True, timeout=120)
 
 

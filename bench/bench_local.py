@@ -93,9 +93,14 @@ def measure_predict(artifact: Path, test_items, labels) -> dict:
     began = time.monotonic()
     probs = clf.predict_images(paths, batch_size=32)
     rate = len(paths) / (time.monotonic() - began)
-    result = {**quality(probs, truth, labels), "predict_images_per_second": round(rate, 1),
+    result = {"precision": clf.precision, **quality(probs, truth, labels),
+              "predict_images_per_second": round(rate, 1),
               "tta": quality(clf.predict_images(paths, tta=True), truth, labels)}
     clf.close()
+    if clf.precision != "fp32":  # the fp32 model is the one checked against torch; show what INT8 costs
+        fp32 = OnnxClassifier(artifact, precision="fp32")
+        result["fp32"] = quality(fp32.predict_images(paths), truth, labels)
+        fp32.close()
     return result
 
 
@@ -135,7 +140,15 @@ def measure_endpoint(artifact: Path, image: Path, requests: int = 100, clients: 
             "mean_batch": round(stats["images"] / max(stats["batches"], 1), 2)}
 
 
+def measure_serving(artifact: Path, test_items, labels) -> dict:
+    big = max(test_items, key=lambda it: max(_size(it[0])))
+    return {"test": measure_predict(artifact, test_items, labels), "endpoint": measure_endpoint(artifact, Path(big[0]))}
+
+
 def bench_preset(preset: str, args, scratch: Path, test_items, labels) -> dict:
+    artifact = scratch / f"{preset}-cold" / "artifact"
+    if args.remeasure:
+        return measure_serving(artifact, test_items, labels)
     cache = scratch / f"cache-{preset}"
     cold = run_child(preset, args.data, scratch / f"{preset}-cold", cache, args.budget_minutes)
     result = {"backbone": cold["info"]["backbone"], "train_seconds_cold": cold["train_seconds"],
@@ -147,11 +160,7 @@ def bench_preset(preset: str, args, scratch: Path, test_items, labels) -> dict:
         cached = run_child(preset, args.data, scratch / f"{preset}-cached", cache, args.budget_minutes)
         result.update(train_seconds_cached=cached["train_seconds"], process_seconds_cached=cached["process_seconds"],
                       cache_misses_cached=cached["info"]["cache_misses"])
-    artifact = scratch / f"{preset}-cold" / "artifact"
-    result["test"] = measure_predict(artifact, test_items, labels)
-    big = max(test_items, key=lambda it: max(_size(it[0])))
-    result["endpoint"] = measure_endpoint(artifact, Path(big[0]))
-    return result
+    return {**result, **measure_serving(artifact, test_items, labels)}
 
 
 def _size(path: str):
@@ -168,8 +177,12 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "local.json")
     parser.add_argument("--scratch", type=Path, help="keep work directories and artifacts here (default: a temp dir)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="only re-measure prediction and serving on the artifacts kept in --scratch")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.remeasure and not args.scratch:
+        parser.error("--remeasure needs --scratch, the folder of an earlier run")
     if args.child:
         preset, data, workdir, cache, budget = args.child
         return child_train(preset, Path(data), Path(workdir), Path(cache), float(budget))
@@ -185,9 +198,11 @@ def main() -> None:
         scratch = args.scratch or Path(tmp)
         for preset in args.presets.split(","):
             print(f"benchmarking preset {preset} ...", file=sys.stderr)
-            results[preset] = {**bench_preset(preset, args, Path(scratch), test_items, labels),
-                               "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "budget_minutes": args.budget_minutes}
+            stamp = {"remeasured" if args.remeasure else "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if not args.remeasure:
+                stamp["budget_minutes"] = args.budget_minutes
+            results[preset] = {**(results.get(preset, {}) if args.remeasure else {}),
+                               **bench_preset(preset, args, Path(scratch), test_items, labels), **stamp}
             args.out.parent.mkdir(parents=True, exist_ok=True)
             tmp = args.out.with_suffix(".tmp")
             tmp.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,7 +1,6 @@
 """Shared fixtures: generated images (a fresh clone has no ../shared), isolated runs dirs, --live."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

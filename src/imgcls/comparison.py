@@ -26,10 +26,8 @@ def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: b
         if not path.exists():
             raise UsageError(f"run {run.id} has not been evaluated", hint=f"imgcls evaluate --run {run.id}")
         preds = jsonlib.loads(path.read_text())
-        evaluation = jsonlib.loads(run.file("results", "evaluation.json").read_text())
-        cfg = run.config()
-        loaded.append((run, cfg, preds, evaluation))
-    keys = [[r["sha256"] for r in p["rows"]] for _, _, p, _ in loaded]
+        loaded.append((run, run.config(), preds))
+    keys = [[r["sha256"] for r in p["rows"]] for _, _, p in loaded]
     common = set(keys[0]).intersection(*keys[1:])
     differ = any(set(k) != set(keys[0]) for k in keys[1:])
     if differ and not force:
@@ -40,7 +38,7 @@ def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: b
         raise DataError("the runs share no test images")
     order = [k for k in keys[0] if k in common]
     entries = []
-    for run, cfg, preds, evaluation in loaded:
+    for run, cfg, preds in loaded:
         labels = preds["labels"]
         by_key = {r["sha256"]: r for r in preds["rows"]}
         rows = [by_key[k] for k in order]

@@ -8,10 +8,18 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -26,7 +34,7 @@ class DatasetConfig(Section):
     source: str = Field(description="A folder of <label>/ sub-folders (optionally under train/ validation/ test/), "
                                     "a Vertex CSV or JSONL import file, an Azure ML JSONL file, or an imgcls manifest.jsonl.")
     format: Literal["auto", "folder", "vertex-csv", "vertex-jsonl", "azureml-jsonl", "manifest"] = "auto"
-    test_source: Optional[str] = Field(None, description="A separate test set in the same formats; its images are the test split.")
+    test_source: str | None = Field(None, description="A separate test set in the same formats; its images are the test split.")
 
 
 class SplitConfig(Section):
@@ -44,7 +52,7 @@ class SplitConfig(Section):
 class TrainConfig(Section):
     preset: Literal["quick", "best"] = Field("quick", description="quick: fast, good; best: slower, better.")
     budget_minutes: float = Field(15, gt=0, description="Wall-clock budget for local training and cloud job timeouts.")
-    node_hours: Optional[float] = Field(None, gt=0, description="Cloud training budget in node hours (Vertex, Azure ML, Custom Vision Advanced).")
+    node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (Vertex, Azure ML, Custom Vision Advanced).")
     early_stopping: bool = True
 
 
@@ -59,7 +67,7 @@ class DeployConfig(Section):
     port: int = Field(8080, ge=0, le=65535)
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
-    machine_type: Optional[str] = None
+    machine_type: str | None = None
 
 
 class PredictConfig(Section):
@@ -82,20 +90,20 @@ class LocalConfig(Section):
 
 
 class VertexConfig(Section):
-    project: Optional[str] = Field(None, description="Google Cloud project id; unset: $GOOGLE_CLOUD_PROJECT, else the "
+    project: str | None = Field(None, description="Google Cloud project id; unset: $GOOGLE_CLOUD_PROJECT, else the "
                                                      "project of the Application Default Credentials.")
     location: str = Field("us-central1", description="Vertex AI region of the dataset, model and endpoint.")
-    staging_bucket: Optional[str] = Field(None, description="gs://bucket[/prefix] where images and the import file go. "
+    staging_bucket: str | None = Field(None, description="gs://bucket[/prefix] where images and the import file go. "
                                                             "The bucket must exist (same region as `location`).")
     model_type: Literal["CLOUD", "CLOUD_1", "MOBILE_TF_LOW_LATENCY_1", "MOBILE_TF_VERSATILE_1",
                         "MOBILE_TF_HIGH_ACCURACY_1"] = Field(
         "CLOUD", description="CLOUD models serve from an endpoint (train.node_hours 8-800); MOBILE_TF_* models "
                              "also export (train.node_hours 1-100).")
     import_format: Literal["csv", "jsonl"] = "jsonl"
-    api_endpoint: Optional[str] = Field(None, description="Override the API endpoint (tests, private endpoints). With "
+    api_endpoint: str | None = Field(None, description="Override the API endpoint (tests, private endpoints). With "
                                                           "IMGCLS_VERTEX_ANONYMOUS=1 in the environment, calls go "
                                                           "there without credentials (tests against a fake only).")
-    service_account: Optional[str] = Field(None, description="Service account the deployed model and batch "
+    service_account: str | None = Field(None, description="Service account the deployed model and batch "
                                                              "prediction jobs run as; unset: Vertex's default.")
     batch_predict_over: int = Field(500, ge=1, description="Evaluate through a batch prediction job above this many test images.")
     predict_instances: int = Field(8, ge=1, le=100, description="Images per online prediction request (each request "
@@ -111,23 +119,23 @@ class VertexConfig(Section):
 
 class CustomVisionConfig(Section):
     # Keys are excluded from dumps (the run folder's config.yaml, `config show`) and hidden from repr.
-    training_endpoint: Optional[str] = Field(None, description="https://<resource>.cognitiveservices.azure.com; "
+    training_endpoint: str | None = Field(None, description="https://<resource>.cognitiveservices.azure.com; "
                                                                "unset: $VISION_TRAINING_ENDPOINT.")
-    training_key: Optional[SecretStr] = Field(None, exclude=True, repr=False,
+    training_key: SecretStr | None = Field(None, exclude=True, repr=False,
                                               description="Write ${VISION_TRAINING_KEY}; unset: $VISION_TRAINING_KEY. "
                                                           "Never written to the run folder.")
-    prediction_endpoint: Optional[str] = Field(None, description="unset: $VISION_PREDICTION_ENDPOINT.")
-    prediction_key: Optional[SecretStr] = Field(None, exclude=True, repr=False,
+    prediction_endpoint: str | None = Field(None, description="unset: $VISION_PREDICTION_ENDPOINT.")
+    prediction_key: SecretStr | None = Field(None, exclude=True, repr=False,
                                                 description="Write ${VISION_PREDICTION_KEY}; unset: $VISION_PREDICTION_KEY.")
-    prediction_resource_id: Optional[str] = Field(None, description="Azure resource id of the prediction resource, "
+    prediction_resource_id: str | None = Field(None, description="Azure resource id of the prediction resource, "
                                                                     "needed to publish; unset: $VISION_PREDICTION_RESOURCE_ID.")
-    project_name: Optional[str] = Field(None, description="Defaults to the config name.")
-    project_id: Optional[str] = Field(None, description="Train in this existing project (`imgcls down` never deletes "
+    project_name: str | None = Field(None, description="Defaults to the config name.")
+    project_id: str | None = Field(None, description="Train in this existing project (`imgcls down` never deletes "
                                                         "it); unset: the run creates its own project.")
     domain: str = Field("General [A2]", description="Domain name, e.g. 'General [A2]' or 'General (compact)'.")
-    training_type: Optional[Literal["Regular", "Advanced"]] = Field(
+    training_type: Literal["Regular", "Advanced"] | None = Field(
         None, description="Unset: from train.preset (quick: Regular; best: Advanced with train.node_hours).")
-    publish_name: Optional[str] = Field(None, description="Defaults to <name>-<run short id>.")
+    publish_name: str | None = Field(None, description="Defaults to <name>-<run short id>.")
     export_platforms: list[str] = Field(default_factory=list, description="e.g. [ONNX, TensorFlow] (compact domains); "
                                                                           "`imgcls export` defaults to ONNX.")
     retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or failed (5xx, dropped "
@@ -137,9 +145,9 @@ class CustomVisionConfig(Section):
 class AzureMLConfig(Section):
     # Credentials never go here: azure-identity's DefaultAzureCredential finds them (az login, an
     # AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID service principal, managed identity).
-    subscription_id: Optional[str] = Field(None, description="Azure subscription id; unset or empty: $AZURE_SUBSCRIPTION_ID.")
-    resource_group: Optional[str] = Field(None, description="Resource group of the workspace; unset or empty: $AZURE_RESOURCE_GROUP.")
-    workspace: Optional[str] = Field(None, description="Azure ML workspace name; unset or empty: $AZUREML_WORKSPACE.")
+    subscription_id: str | None = Field(None, description="Azure subscription id; unset or empty: $AZURE_SUBSCRIPTION_ID.")
+    resource_group: str | None = Field(None, description="Resource group of the workspace; unset or empty: $AZURE_RESOURCE_GROUP.")
+    workspace: str | None = Field(None, description="Azure ML workspace name; unset or empty: $AZUREML_WORKSPACE.")
     compute: str = Field("gpu-cluster", description="AmlCompute cluster the AutoML job runs on. Created (min 0 nodes) "
                                                     "if absent, and then removed by `imgcls down`; an existing "
                                                     "cluster is used and left alone.")
@@ -152,7 +160,7 @@ class AzureMLConfig(Section):
                                                  "search_space) the job sweeps.")
     max_concurrent_trials: int = Field(1, ge=1, description="Trials run at once (at most the cluster's nodes).")
     sampling_algorithm: Literal["random", "grid", "bayesian"] = Field("random", description="How a sweep samples.")
-    early_termination: Optional[Literal["bandit", "median_stopping", "truncation_selection"]] = Field(
+    early_termination: Literal["bandit", "median_stopping", "truncation_selection"] | None = Field(
         None, description="Early termination policy of a sweep (not with bayesian sampling).")
     search_space: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -164,7 +172,7 @@ class AzureMLConfig(Section):
                                                             "{number_of_epochs: 15, learning_rate: 0.01}.")
     instance_type: str = Field("Standard_DS3_v2", description="VM size of the online deployment.")
     instance_count: int = Field(1, ge=1, description="Instances of the online deployment.")
-    storage_account_url: Optional[str] = Field(None, description="Blob account URL for uploads; defaults to the datastore's.")
+    storage_account_url: str | None = Field(None, description="Blob account URL for uploads; defaults to the datastore's.")
     keep_images: bool = Field(True, description="`down` leaves the uploaded images in the datastore: they are "
                                                 "content-addressed (imgcls/images/<sha256>) and shared by every "
                                                 "run that uses them. false: `down` also deletes the images this "

@@ -30,7 +30,7 @@ class ToyModel:
         self.labels: list[str] = []
         self.centroids: np.ndarray | None = None
 
-    def fit(self, examples: list[tuple[bytes, list[str]]]) -> "ToyModel":
+    def fit(self, examples: list[tuple[bytes, list[str]]]) -> ToyModel:
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, int] = {}
         for data, labels in examples:
@@ -60,7 +60,7 @@ class ToyModel:
                 "centroids": [] if self.centroids is None else self.centroids.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ToyModel":
+    def from_dict(cls, d: dict) -> ToyModel:
         m = cls(d["multilabel"])
         m.labels = list(d["labels"])
         m.centroids = np.asarray(d["centroids"], dtype=np.float32) if d["labels"] else None

@@ -29,7 +29,7 @@ def test_split_is_deterministic_and_stratified(images):
     key = lambda df: sorted(zip(df["sha256"], df["split"]))
     assert key(a) == key(b)  # row order does not matter
     for label in ("red", "green", "blue"):
-        sub = a[a["labels"].map(lambda l: l == [label])]
+        sub = a[a["labels"].map(lambda l, want=[label]: l == want)]
         assert (sub["split"] == "test").sum() == 3 and (sub["split"] == "validation").sum() == 1
     c = split.assign(importers.load(str(images)), 0.1, 0.25, seed=4)
     assert key(a) != key(c)  # the seed matters

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
@@ -16,8 +16,7 @@ Row = dict
 
 
 def _rows(df: pd.DataFrame) -> Iterator[Row]:
-    for rec in df.to_dict("records"):
-        yield rec
+    yield from df.to_dict("records")
 
 
 def vertex_csv(df: pd.DataFrame, uri_of: Callable[[Row], str]) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import manifest
 from ..errors import DataError
+from . import manifest
 
 ML_USE = {"training": "train", "train": "train", "validation": "validation", "val": "validation",
           "test": "test", "unassigned": None}

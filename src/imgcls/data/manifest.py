@@ -75,7 +75,7 @@ def write(df: pd.DataFrame, path: Path) -> None:
 def iter_jsonl(path: Path):
     """(line number, object) for each non-blank line; a bad line is a DataError naming file:line."""
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below; only opening is caught
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}")
     with fh:

@@ -114,7 +114,7 @@ def _unlabelled(df: pd.DataFrame, multilabel: bool) -> list[Finding]:
 def _duplicates(df: pd.DataFrame) -> list[Finding]:
     out = []
     known = df[df["sha256"].notna()]
-    for sha, group in known.groupby("sha256", sort=True):
+    for _, group in known.groupby("sha256", sort=True):
         if len(group) < 2:
             continue
         uris = tuple(group["uri"])

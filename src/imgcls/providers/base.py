@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ProviderError, TimedOut, UnsupportedError
 
@@ -115,19 +116,19 @@ class Provider(ABC):
     # train --no-wait sets this: start the work and return; in-process engines start a worker instead
     background: bool = False
 
-    def __init__(self, config: "RunConfig", run: "Run", progress: "Progress"):
+    def __init__(self, config: RunConfig, run: Run, progress: Progress):
         self.config = config
         self.run = run
         self.progress = progress
 
     # -- hooks every provider implements ----------------------------------------------------
     @classmethod
-    def check_credentials(cls, config: "RunConfig | None") -> CredentialStatus:
+    def check_credentials(cls, config: RunConfig | None) -> CredentialStatus:
         """Whether credentials are found, without calling the service."""
         return CredentialStatus(True, "none needed")
 
     @abstractmethod
-    def upload(self, manifest: "pd.DataFrame", labels: list[str]) -> DatasetRef:
+    def upload(self, manifest: pd.DataFrame, labels: list[str]) -> DatasetRef:
         """Put the (validated) dataset where the service can train on it; record what it creates."""
 
     @abstractmethod
@@ -161,7 +162,7 @@ class Provider(ABC):
         raise UnsupportedError(f"the {self.name} provider cannot export models",
                                hint="see `imgcls providers` for which providers export")
 
-    def ensure_scoring(self, model: TrainResult) -> None:
+    def ensure_scoring(self, model: TrainResult) -> None:  # noqa: B027 - a hook that may do nothing
         """Called before evaluate scores the test split; cloud providers deploy if they must."""
 
     # -- shared steps -----------------------------------------------------------------------
@@ -183,7 +184,7 @@ class Provider(ABC):
             interval = min(interval * 1.5, self.poll_interval)
 
     def score_all(self, images: list[bytes], names: list[str], labels: list[str],
-                  batch: int = 16) -> "np.ndarray":
+                  batch: int = 16) -> np.ndarray:
         """Scores as an (n, L) matrix in `labels` order; a label the model never returned scores 0."""
         import numpy as np
 

@@ -57,7 +57,7 @@ def check_name(name: str) -> str:
     raise UsageError(f"unknown provider '{name}'", hint=f"{hint}known providers: {', '.join(known)}")
 
 
-def get(name: str) -> "type[Provider]":
+def get(name: str) -> type[Provider]:
     check_name(name)
     if name in _registered:
         return _registered[name]

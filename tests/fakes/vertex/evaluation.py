@@ -51,7 +51,7 @@ def _areas(pairs: list[tuple[float, bool]]) -> tuple[float, float]:
         return 0.0, 0.0
     tp = fp = 0
     ap = auc = 0.0
-    for score, truth in ranked:
+    for _score, truth in ranked:
         if truth:
             tp += 1
             ap += tp / (tp + fp) / positives

@@ -248,7 +248,7 @@ class FakeVertex:
             except ApiError as e:
                 return Response(e.http_status, error_body(e.http_status, e.message, e.status),
                                 {"Content-Type": "application/json; charset=UTF-8"})
-            except Exception:  # noqa: BLE001 - any bug in the fake must still get an answer
+            except Exception:
                 # 501, not 500: the SDKs retry 500s for minutes, and a bug in the fake should
                 # fail the test at once (the traceback is in fake.crashes).
                 self.crashes.append(traceback.format_exc())

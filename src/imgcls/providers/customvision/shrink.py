@@ -21,7 +21,7 @@ def fit(data: bytes, max_bytes: int, max_side: int = MAX_SIDE) -> bytes:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             image = im.copy()
-    except Exception:  # noqa: BLE001 - unreadable: not ours to fix here
+    except Exception:
         return data
     alpha = image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info)
     image = image.convert("RGBA" if alpha else "RGB")
@@ -46,5 +46,5 @@ def _too_large(data: bytes, max_side: int) -> bool:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return max(im.size) > max_side
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False

@@ -163,7 +163,7 @@ class LocalProvider(Provider):
         if self.prefer_endpoint:
             server = self._live_server()
             if server is None:
-                raise ProviderError(f"the run's model server is not running",
+                raise ProviderError("the run's model server is not running",
                                     hint=f"`imgcls deploy --detach --run {self.run.id}` starts it")
             return self._score_http(server["url"], images, names)
         return self._score_offline(images, names)

@@ -68,7 +68,7 @@ class Batcher:
                 probs = self.classifier.predict_arrays(np.stack([array for array, _ in jobs]))
                 for (_, future), row in zip(jobs, probs):
                     future.set_result(row)
-            except Exception as exc:  # noqa: BLE001  the waiting requests get a 500, the worker lives on
+            except Exception as exc:
                 for _, future in jobs:
                     future.set_exception(exc)
 
@@ -153,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, render(kind, self.server.classifier.labels, probs, params))
         except BadRequest as exc:
             self._reply(exc.status, {"error": str(exc), "code": exc.status})
-        except Exception as exc:  # noqa: BLE001  the server must outlive any one request
+        except Exception as exc:
             self._reply(500, {"error": f"prediction failed: {type(exc).__name__}: {exc}", "code": 500})
 
     def _length(self) -> int:

@@ -289,7 +289,8 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
             state["epoch_seconds"] = time.monotonic() - began
             state["history"].append({"epoch": state["epoch"], "val_accuracy": acc, "val_loss": loss,
                                      "seconds": round(state["epoch_seconds"], 1)})
-            if (acc, -loss) > (state["best"]["accuracy"], -state["best"]["loss"]):
+            # Without validation images (labels with under 5 images) the latest epoch is the best guess.
+            if not val_crops or (acc, -loss) > (state["best"]["accuracy"], -state["best"]["loss"]):
                 state["best"] = {"epoch": state["epoch"], "accuracy": acc, "loss": loss,
                                  "model": _copy(model.state_dict())}
                 state["bad_epochs"] = 0

@@ -79,7 +79,7 @@ class Pending:
         except concurrent.futures.TimeoutError:
             raise TimedOut(f"{self.what} still running after {timeout:.0f} s",
                            hint="run the command again to pick it up") from None
-        except Exception as exc:  # noqa: BLE001 - translated; anything unknown re-raised by translate
+        except Exception as exc:
             raise self._client.translate(exc, self.what) from None
         return _dict(response)
 
@@ -134,7 +134,7 @@ class VertexClient:
                 time.sleep(delay)
             except ImgclsError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - translate() re-raises what it does not know
+            except Exception as exc:
                 raise self.translate(exc, what) from None
 
     def translate(self, exc: Exception, what: str) -> Exception:
@@ -315,7 +315,7 @@ class VertexClient:
         # google-cloud-storage retries by itself (GCS_RETRY, with a deadline); we only translate.
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.translate(exc, what) from None
 
     def bucket_exists(self, bucket: str) -> bool:
@@ -340,7 +340,7 @@ class VertexClient:
                                       timeout=GCS_TIMEOUT)
         except gexc.PreconditionFailed:
             return False  # another run put it there meanwhile (or our retried first attempt did)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.translate(exc, f"uploading {path} to gs://{bucket}/{name}") from None
         return True
 
