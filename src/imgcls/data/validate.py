@@ -77,8 +77,8 @@ def _fold_warnings(found: list[Finding], keep: int = 3) -> list[Finding]:
         files = tuple(x for f in group for x in f.files)
         first = group[0]
         example = first.message.split(": ", 1)[-1]
-        out.append(Finding("warning", code, f"{len(group)} images, e.g. {', '.join(files[:keep])}: {example}",
-                           first.fix, files=files))
+        out.append(Finding("warning", code, f"{len(group)} findings, e.g. {', '.join(files[:keep])}: {example}",
+                           first.fix, files=files, drop=tuple(u for f in group for u in f.drop)))
     return out
 
 
@@ -131,8 +131,10 @@ def _duplicates(df: pd.DataFrame) -> list[Finding]:
                                "delete all but one copy, with the right label; --fix keeps the first copy",
                                files=uris, drop=uris[1:]))
         else:
-            out.append(Finding("error", "duplicate", f"exact duplicate images: {', '.join(uris)}",
-                               "delete the extra copies (services reject or double-count them); "
+            # Same bytes, same label, same split: harmless to most trainers (it only weighs double), and
+            # common in scraped data, so a warning; Custom Vision's own duplicate answer is handled at upload.
+            out.append(Finding("warning", "duplicate", f"exact duplicate images: {', '.join(uris)}",
+                               "delete the extra copies (they count twice in training); "
                                "--fix keeps the first copy", files=uris, drop=uris[1:]))
     return out
 
@@ -202,7 +204,7 @@ def errors(findings: list[Finding]) -> list[Finding]:
 
 
 def clean(df: pd.DataFrame, findings: list[Finding]) -> tuple[pd.DataFrame, list[str]]:
-    """The manifest without the images the findings drop; returns it and the dropped uris."""
-    drop = {u for f in findings if f.level == "error" for u in f.drop}
+    """The manifest without the images the findings drop (errors, and extra copies of duplicates)."""
+    drop = {u for f in findings for u in f.drop}
     kept = df[~df["uri"].isin(drop)].reset_index(drop=True)
     return kept, sorted(drop)
