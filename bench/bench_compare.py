@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def screenshot(report: str, out: Path) -> None:
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
                     "--user-data-dir=/tmp/imgcls-chrome", f"--screenshot={out}", "--window-size=1200,2200",
-                    Path(report).resolve().as_uri()], check=True, capture_output=True, timeout=120)
+                    Path(report).resolve().as_uri()], check=True, capture_output=True, timeout=120,
+                   env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
 
 
 def main() -> None:

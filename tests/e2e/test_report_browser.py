@@ -23,8 +23,9 @@ PROBE = ("<script>window.addEventListener('load',()=>{const ok=[...document.imag
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # Chromium brings its own allocator
     return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'chrome'}", *args],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
 
 
 @pytest.fixture(scope="module")
