@@ -1,6 +1,8 @@
 """Shared fixtures: generated images (a fresh clone has no ../shared), isolated runs dirs, --live."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +67,13 @@ def _isolated_runs(tmp_path, monkeypatch):
 def write_config(path: Path, source: Path, provider: str = "local", extra: str = "") -> Path:
     path.write_text(f"name: t\nprovider: {provider}\ndataset:\n  source: {source}\n{extra}")
     return path
+
+
+def assert_golden(path: Path, got) -> None:
+    """Compare what we sent with its golden file; IMGCLS_REGEN_GOLDEN=1 rewrites the file instead."""
+    text = got if isinstance(got, str) else json.dumps(got, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("IMGCLS_REGEN_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path} (IMGCLS_REGEN_GOLDEN=1 writes it)"
+    assert text == path.read_text(), f"{path.name} differs from the golden file (IMGCLS_REGEN_GOLDEN=1 rewrites it)"

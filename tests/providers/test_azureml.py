@@ -19,7 +19,7 @@ from imgcls import api
 from imgcls.errors import AuthError, ConfigError
 from imgcls.providers.azureml import jobspec, naming
 from imgcls.runs import Run
-from tests.conftest import make_dataset
+from tests.conftest import assert_golden, make_dataset
 from tests.contract.harness_azureml import RG, SUB, WS, leftovers
 from tests.fakes.azureml import FakeAzureML
 
@@ -303,13 +303,7 @@ def test_providers_command_never_imports_the_sdk(tmp_path):
 # -- golden files: every body we send -------------------------------------------------------------------
 
 def golden(name: str, got) -> None:
-    path = GOLDEN / name
-    text = got if isinstance(got, str) else json.dumps(got, indent=2, sort_keys=True) + "\n"
-    if os.environ.get("IMGCLS_REGEN_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path} (IMGCLS_REGEN_GOLDEN=1 writes it)"
-    assert text == path.read_text(), f"{name} differs from the golden file (IMGCLS_REGEN_GOLDEN=1 rewrites it)"
+    assert_golden(GOLDEN / name, got)
 
 
 def _norm_text(text: str, fake, run) -> str:

@@ -25,7 +25,7 @@ from imgcls import api
 from imgcls.errors import AuthError, DataError, ProviderError, UnsupportedError
 from imgcls.progress import Progress
 from imgcls.runs import Run
-from tests.conftest import COLOURS, make_dataset, make_image
+from tests.conftest import COLOURS, assert_golden, make_dataset, make_image
 from tests.fakes.customvision import FakeCustomVision
 
 REPO = Path(__file__).resolve().parents[2]
@@ -384,11 +384,7 @@ def test_golden_requests(fake, tmp_path):
     files = {hashlib.sha256(p.read_bytes()).hexdigest(): p.relative_to(data).as_posix()
              for p in data.rglob("*.jpg")}
     got = _normalise(fake, run, files)
-    path = GOLDEN / "requests.json"
-    if os.environ.get("IMGCLS_REGEN_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(got, indent=2) + "\n")
-    assert got == json.loads(path.read_text())
+    assert_golden(GOLDEN / "requests.json", json.dumps(got, indent=2) + "\n")
     api.down(cfg, run.id)
     assert fake.state.is_empty()
 

@@ -23,7 +23,7 @@ pytest.importorskip("google.cloud.aiplatform_v1")
 from imgcls import api
 from imgcls.errors import AuthError, ConfigError, ProviderError, UnsupportedError
 from imgcls.runs import Run
-from tests.conftest import make_dataset
+from tests.conftest import assert_golden, make_dataset
 from tests.contract import harness_vertex
 from tests.contract.harness_vertex import BUCKET, PREFIX
 
@@ -408,12 +408,7 @@ def _normaliser(run: Run, data: Path):
 
 
 def _golden(name: str, got) -> None:
-    path = GOLDEN / name
-    text = got if isinstance(got, str) else json.dumps(got, indent=2, sort_keys=True) + "\n"
-    if os.environ.get("IMGCLS_REGEN_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} differs from the golden file (IMGCLS_REGEN_GOLDEN=1 rewrites it)"
+    assert_golden(GOLDEN / name, got)
 
 
 def test_golden_import_file_and_requests(fake, data):
