@@ -53,11 +53,12 @@ def open_run(cfg: RunConfig, run_id: str | None = None, new: bool = False) -> Ru
             raise UsageError(f"run {run.id} belongs to provider '{run.provider}', not '{cfg.provider}'",
                              hint=f"pass --provider {run.provider}, or start a new run without --run")
         return run
+    fingerprint = config_fingerprint(cfg)
     if not new:
-        latest = Run.latest(runs_dir(cfg), cfg.name, cfg.provider, config_fingerprint(cfg))
+        latest = Run.latest(runs_dir(cfg), cfg.name, cfg.provider, fingerprint)
         if latest is not None:
             return latest
-    run = Run.create(runs_dir(cfg), cfg.name, cfg.provider, config_fingerprint(cfg))
+    run = Run.create(runs_dir(cfg), cfg.name, cfg.provider, fingerprint)
     resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
     runs_mod.atomic_write(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     return run
@@ -74,11 +75,6 @@ def config_fingerprint(cfg: RunConfig) -> str:
     keyed = {k: data[k] for k in (*_MODEL_SECTIONS, cfg.provider) if k in data}
     keyed["base_dir"] = cfg.base_dir  # relative dataset paths mean other files elsewhere
     return hashlib.sha256(jsonlib.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def run_config(run: Run) -> RunConfig:
-    """The config a run was started with (workers and resumed runs read it back)."""
-    return run.config()
 
 
 def _provider(cfg: RunConfig, run: Run, progress: Progress) -> Provider:

@@ -58,9 +58,8 @@ def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: b
 
 
 def report_path(run_id: str | None, runs_root: str | Path = ".imgcls/runs") -> Path:
-    runs = runs_mod.list_runs(Path(runs_root))
     run = Run.open(Path(runs_root), run_id) if run_id else next(
-        (r for r in runs if r.file("report", "report.html").exists()), None)
+        (r for r in runs_mod.list_runs(Path(runs_root)) if r.file("report", "report.html").exists()), None)
     if run is None or not run.file("report", "report.html").exists():
         raise UsageError("no report yet" + (f" for run {run.id}" if run else ""),
                          hint="`imgcls evaluate` writes one")

@@ -113,8 +113,7 @@ class Run:
     @property
     def ledger(self) -> dict:
         """The ledger as on disk: re-read when another Run object or process has written it since."""
-        st = self.ledger_path.stat()
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        stamp = self._disk_stamp()
         if stamp != self._stamp:
             self._ledger = json.loads(self.ledger_path.read_text())
             self._stamp = stamp
@@ -122,8 +121,12 @@ class Run:
 
     def save(self) -> None:
         write_json(self.ledger_path, self._ledger)
+        self._stamp = self._disk_stamp()
+
+    def _disk_stamp(self) -> tuple:
+        # os.replace gives every write a new inode, so two writes within one clock tick still differ.
         st = self.ledger_path.stat()
-        self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def config(self):
         """The RunConfig the run was started with (workers and resumed runs read it back)."""

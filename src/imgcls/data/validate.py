@@ -76,7 +76,8 @@ def _fold_warnings(found: list[Finding], keep: int = 3) -> list[Finding]:
             continue
         files = tuple(x for f in group for x in f.files)
         first = group[0]
-        example = first.message.split(": ", 1)[-1]
+        # "uri: what is wrong" reads as "what is wrong" once the uris are listed; other messages stay whole
+        example = first.message.removeprefix(f"{first.files[0]}: ") if first.files else first.message
         out.append(Finding("warning", code, f"{len(group)} findings, e.g. {', '.join(files[:keep])}: {example}",
                            first.fix, files=files, drop=tuple(u for f in group for u in f.drop)))
     return out

@@ -5,7 +5,6 @@ import sys
 import traceback
 from pathlib import Path
 
-from ...api import run_config
 from ...errors import ImgclsError
 from ...progress import Progress
 from ...runs import Run, now, write_json
@@ -14,7 +13,7 @@ from .provider import LocalProvider
 
 def main(run_dir: str) -> int:
     run = Run(Path(run_dir))
-    provider = LocalProvider(run_config(run), run, Progress(enabled=True))
+    provider = LocalProvider(run.config(), run, Progress(enabled=True))
     try:
         provider.train_here()
     except ImgclsError as exc:
