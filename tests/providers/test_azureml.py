@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("azure.ai.ml")
 
 from imgcls import api
-from imgcls.errors import AuthError, ConfigError
+from imgcls.errors import AuthError, ConfigError, ProviderError
 from imgcls.providers.azureml import jobspec, naming
 from imgcls.runs import Run
 from tests.conftest import assert_golden, make_dataset
@@ -131,6 +131,18 @@ def test_customvision_config_runs_on_azureml(inproc, data):
     assert (cfg.azureml.subscription_id, cfg.azureml.resource_group, cfg.azureml.workspace) == (SUB, RG, WS)
     result = api.run(cfg)
     assert result["evaluation"].metrics["accuracy"] >= 0.7 and result["deployment"].status == "deployed"
+    # a busy endpoint answers 429 without Retry-After; scoring is safe to repeat, so it is retried
+    inproc.faults.add("POST", r"/score$", 429, times=2)
+    scored = len([r for r in inproc.requests if r.path.endswith("/score")])
+    image = next(data.rglob("*.jpg"))
+    (prediction,) = api.predict(cfg, [str(image)], result["run"])
+    assert prediction.labels == [image.parent.name] and inproc.faults.pending == 0
+    assert len([r for r in inproc.requests if r.path.endswith("/score")]) == scored + 3
+    inproc.faults.add("POST", r"/score$", 429, times=4)  # more than the three retries
+    with pytest.raises(ProviderError, match="still throttling") as failed:
+        api.predict(cfg, [str(image)], result["run"])
+    assert "azureml.instance_count" in failed.value.hint
+    inproc.faults.clear()
     run = Run.open(api.runs_dir(cfg), result["run"])
     assert api.down(cfg, run.id)["failed"] == []
     assert inproc.state.billable() == {"computes": [], "endpoints": [], "deployments": []}

@@ -31,6 +31,7 @@ from ...errors import AuthError, ConfigError, ImgclsError, ProviderError
 from .jobspec import JobSpec
 from .settings import CREDENTIAL_ENV, SOURCES, Settings, where
 
+SCORING_RETRY_METHODS = frozenset({"POST"})
 ARM_SCOPE = "https://management.azure.com/.default"   # what azure-ai-ml and azureml-mlflow ask tokens for
 _DISTRIBUTIONS = {"choice": sweep.Choice, "randint": sweep.Randint, "uniform": sweep.Uniform,
                   "loguniform": sweep.LogUniform, "normal": sweep.Normal, "lognormal": sweep.LogNormal,
@@ -370,10 +371,16 @@ class Client:
         """POST the AutoML image body to the endpoint with its key; the answer's JSON list."""
         request = HttpRequest("POST", scoring_uri, json=body,
                               headers={"Authorization": f"Bearer {key}", "azureml-model-deployment": deployment})
-        response = self.call("scoring", self._plain.send_request, request)
+        # Scoring changes nothing, so a throttled (429) or timed-out (408) POST is retried too: azure-core
+        # retries POST only on 500/503/504 or when the answer carries Retry-After.
+        response = self.call("scoring", self._plain.send_request, request, retry_on_methods=SCORING_RETRY_METHODS)
         if response.status_code in (401, 403):
             raise AuthError(f"the endpoint at {scoring_uri} refused its key ({response.status_code})",
                             hint="run the command again (the key is read afresh), or regenerate the keys")
+        if response.status_code == 429:
+            raise ProviderError(f"Azure ML scoring: the endpoint at {scoring_uri} is still throttling (HTTP 429) "
+                                "after 3 retries",
+                                hint="send fewer requests at once and run again, or raise azureml.instance_count")
         if response.status_code >= 400:
             raise ProviderError(f"Azure ML scoring: HTTP {response.status_code} {response.text()[:300]}",
                                 hint="see the deployment's logs in Azure ML studio")
