@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=15)
     parser.add_argument("--runs-dir", type=Path, default=ROOT / ".imgcls" / "bench-runs")
     args = parser.parse_args()
+    # Fresh runs: a run of the same config would otherwise be reused, trained by an older engine.
+    shutil.rmtree(args.runs_dir, ignore_errors=True)
     quick = evaluate("quick", args.budget_minutes, args.runs_dir)
     best = evaluate("best", args.budget_minutes, args.runs_dir)
     comparison = api.compare([quick["run"], best["run"]], args.runs_dir)

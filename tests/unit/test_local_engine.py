@@ -17,9 +17,10 @@ pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("onnxruntime")
 
 from imgcls.errors import DataError, UsageError
-from imgcls.providers.local import backbone
+from imgcls.providers.local import backbone, finetune
 from imgcls.providers.local import train as train_mod
 from imgcls.providers.local.export import export_onnx, load_model
+from imgcls.providers.local.model import Head, accuracy, fit_temperature
 from imgcls.providers.local.predict import OnnxClassifier
 from imgcls.providers.local.preprocess import Preprocessing, load_image, to_array
 
@@ -193,25 +194,98 @@ def test_wrong_label_in_items_is_a_data_error(tmp_path, cache_dir):
 # --- best: interrupt and resume ---------------------------------------------------------------------
 
 def test_best_is_interrupted_and_resumes_from_its_checkpoint(tmp_path, cache_dir, monkeypatch):
-    monkeypatch.setitem(train_mod.BEST, "max_epochs", 3)
-    monkeypatch.setitem(train_mod.BEST, "batch_size", 8)
+    monkeypatch.setitem(finetune.BEST, "max_epochs", 3)
+    monkeypatch.setitem(finetune.BEST, "batch_size", 8)
+    monkeypatch.setitem(finetune.BEST, "mixup", 0.2)  # off by default; the draws must replay after a resume
+    monkeypatch.setitem(finetune.BEST, "ema_decay", 0.98)  # so must the weight average
     classes = ["daisy", "sunflowers"]
     data = items("train", 6, classes)
 
-    def interrupt_after_first_epoch(stage, done, total):
-        if stage == "epoch" and done == 1:
+    def interrupt_after_second_epoch(stage, done, total):  # past the warm-up: the cosine schedule has run
+        if stage == "epoch" and done == 2:
             raise KeyboardInterrupt
 
     args = {"multilabel": False, "preset": "best", "budget_minutes": 10, "workdir": tmp_path, "cache_dir": cache_dir}
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(data, [], classes, progress=interrupt_after_first_epoch, **args)
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+        train_mod.train(data, [], classes, progress=interrupt_after_second_epoch, **args)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["average"]["steps"] == 4  # 12 images in batches of 8
+    assert ckpt["average"]["model"] is not None
     assert not (tmp_path / "model.pt").exists()
 
     seen = []
     info = train_mod.train(data, [], classes, progress=lambda s, d, t: seen.append((s, d)), **args)
-    assert info["resumed"] and info["start_epoch"] == 1 and info["epochs"] == 3
-    assert [d for s, d in seen if s == "epoch"] == [2, 3]  # epoch 1 was not trained again
+    assert info["resumed"] and info["start_epoch"] == 2 and info["epochs"] == 3
+    assert [d for s, d in seen if s == "epoch"] == [3]  # epochs 1 and 2 were not trained again
     assert (tmp_path / "model.pt").exists()
     export_onnx(tmp_path, tmp_path / "artifact", classes, multilabel=False, int8=False)
     assert OnnxClassifier(tmp_path / "artifact").predict_images([data[0][0]]).shape == (1, 2)
+
+
+# --- calibration and weight averaging ----------------------------------------------------------------
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_temperature_undoes_a_known_scaling_of_calibrated_logits(multilabel):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2000, 4, generator=gen) * 2
+    if multilabel:
+        targets = (torch.rand(2000, 4, generator=gen) < torch.sigmoid(logits)).float()
+    else:
+        targets = torch.multinomial(torch.softmax(logits, 1), 1, generator=gen).squeeze(1)
+    assert fit_temperature(logits * 2.5, targets, multilabel) == pytest.approx(2.5, rel=0.1)  # over-confident
+    assert fit_temperature(logits / 2, targets, multilabel) == pytest.approx(0.5, rel=0.1)  # under-confident
+    assert fit_temperature(logits * 10, targets, multilabel) == pytest.approx(3, rel=0.01)  # bounded
+    assert fit_temperature(logits[:19] * 3, targets[:19], multilabel) == 1.0  # too few to say
+
+
+def test_sharpening_the_head_changes_no_decision():
+    head = Head(8, 3)
+    feats = torch.randn(50, 8)
+    with torch.no_grad():
+        before = head(feats)
+        head.sharpen(0.5)
+        after = head(feats)
+    assert torch.allclose(after, before * 2, atol=1e-5)
+    assert accuracy(after, before.argmax(1), False) == 1.0
+
+
+def test_weight_average_follows_the_model_and_ignores_frozen_weights():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    average = finetune.Average(model, decay=0.9)
+    start = [p.detach().clone() for p in average.model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update()  # step 1: weight 1 - min(0.9, 2/11)
+    moved = [a - s for a, s in zip(average.model.parameters(), start)]
+    assert all(torch.allclose(m, torch.full_like(m, 9 / 11)) for m in moved[2:])
+    assert all(torch.equal(m, torch.zeros_like(m)) for m in moved[:2])  # frozen: left as copied
+    assert finetune.Average(model, 0.9, average.state_dict()).steps == 1
+    nothing = finetune.Average(model, decay=0.0)
+    nothing.update()
+    assert nothing.model is model and nothing.state_dict() == {"model": None, "steps": 1}
+
+
+def test_head_is_chosen_by_cross_validation_and_calibrated_on_its_out_of_fold_logits():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16)) * 0.6
+    targets = np.repeat(np.arange(3), 40)
+    feats = (centres[targets][:, None, :] + rng.normal(size=(120, 2, 16))).astype(np.float32)
+    seen = []
+    head, fit = train_mod.fit_head(feats, targets, 3, False, (1e-4, 1e-2, 1.0), 0,
+                                   lambda stage, done, total: seen.append((stage, done, total)))
+    assert seen == [("head", 1, 3), ("head", 2, 3), ("head", 3, 3)]
+    assert fit["cv_folds"] == 5 and 0.5 < fit["head_cv_accuracy"] < 1.0
+    assert fit["weight_decay"] in (1e-2, 1.0)  # overlapping clusters: the weakest decay over-fits
+    assert 0.333 <= fit["temperature"] <= 3
+    with torch.no_grad():  # the final head learnt from every image
+        assert accuracy(head(torch.from_numpy(feats[:, 0])), torch.from_numpy(targets), False) >= fit["head_cv_accuracy"]
+    tiny, tiny_fit = train_mod.fit_head(feats[:6], targets[:6], 3, False, (1e-4, 1e-2, 1.0), 0, None)
+    assert tiny_fit == {"weight_decay": 1e-2, "temperature": 1.0}  # too few to cross-validate
+
+
+def test_only_the_annealed_second_half_of_the_schedule_competes_for_the_kept_weights():
+    assert [e for e in range(31) if finetune._candidate(e, 30)] == list(range(15, 31))
+    assert [e for e in range(4) if finetune._candidate(e, 3)] == [2, 3]
+    assert finetune._candidate(1, 1) and not finetune._candidate(0, 0)  # the pretrained start never does

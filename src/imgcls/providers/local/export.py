@@ -13,8 +13,8 @@ import numpy as np
 
 from imgcls.errors import MissingDependency, ProviderError, UsageError
 from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
+from imgcls.providers.local.model import Classifier, Head, torch
 from imgcls.providers.local.preprocess import Preprocessing, normalize
-from imgcls.providers.local.train import Classifier, Head, torch
 
 OPSET = 17
 TOLERANCE = 1e-4
