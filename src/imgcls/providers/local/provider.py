@@ -96,8 +96,10 @@ class LocalProvider(Provider):
         items = {s: [(u, h, list(l)) for u, h, l, sp in zip(df["uri"], df["sha256"], df["labels"], df["split"])
                      if sp == s] for s in ("train", "validation")}
         preset = self.config.train.preset
-        self.progress.log(f"training '{preset}' on {len(items['train'])} images "
-                          f"(validation {len(items['validation'])}), budget {self.config.train.budget_minutes:g} min")
+        n_train, n_val = len(items["train"]), len(items["validation"])
+        split = (f"{n_train + n_val} images (train + validation, 5-fold cross-validated)" if preset == "quick"
+                 else f"{n_train} images (validation {n_val or '10% of train, carved by content hash'})")
+        self.progress.log(f"training '{preset}' on {split}, budget {self.config.train.budget_minutes:g} min")
         started = time.monotonic()
         info = train.train(items["train"], items["validation"], labels, multilabel=self.config.multilabel,
                            preset=preset, budget_minutes=self.config.train.budget_minutes,
