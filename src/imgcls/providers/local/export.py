@@ -15,6 +15,7 @@ from imgcls.errors import MissingDependency, ProviderError, UsageError
 from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
 from imgcls.providers.local.model import Classifier, Head, torch
 from imgcls.providers.local.preprocess import Preprocessing, normalize
+from imgcls.runs import atomic_write
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -146,6 +147,4 @@ def _quantize(artifact_dir: Path, calibration: Path, prep: Preprocessing, multil
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, text + "\n")

@@ -25,10 +25,8 @@ from imgcls.providers.local.preprocess import (
     Preprocessing,
     augment,
     batches,
-    center_crop,
     load_image,
     normalize,
-    resize_shorter,
 )
 
 # Chosen on validation splits carved from flowers-dev train/. The last four keys were measured on a fixed
@@ -60,8 +58,7 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
                              {"params": rest, "weight_decay": 0.0}], lr=cfg["lr"])
     prep = preprocessing_for(cfg["backbone"], cfg["image_size"])
     pool = ThreadPoolExecutor(2)
-    val_crops = [np.asarray(center_crop(resize_shorter(load_image(p, draft_size=prep.resize), prep.resize),
-                                        prep.size)) for p, _, _ in val_items]
+    val_crops = [prep.crop(p) for p, _, _ in val_items]
     if "model" in ckpt:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -2,12 +2,13 @@
 loss and accuracy that training and fine-tuning share."""
 from __future__ import annotations
 
+import io
 import math
-import os
 
 from imgcls.errors import MissingDependency
 from imgcls.providers.local.backbone import BACKBONES
 from imgcls.providers.local.preprocess import Preprocessing
+from imgcls.runs import atomic_write
 
 try:
     import torch
@@ -84,6 +85,7 @@ def fit_temperature(logits, targets, multilabel: bool) -> float:
 
 
 def atomic_save(obj, path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through runs.atomic_write: a crash never leaves half a model or checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())

@@ -50,6 +50,11 @@ class Preprocessing:
     def apply(self, img: Image.Image) -> np.ndarray:
         return to_array(img, self.size, self.mean, self.std, resize=self.resize)
 
+    def crop(self, path) -> np.ndarray:
+        """The image at `path` as the model sees it before normalising: HWC uint8, resized and center-cropped."""
+        img = load_image(path, draft_size=self.resize)
+        return np.asarray(center_crop(resize_shorter(img, self.resize), self.size), dtype=np.uint8)
+
 
 def load_image(path_or_bytes, draft_size: int | None = None) -> Image.Image:
     """Decode to RGB with the EXIF orientation applied; DataError naming the file when it can't.

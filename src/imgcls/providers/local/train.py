@@ -8,6 +8,7 @@ libtcmalloc-minimal4): torch on glibc malloc measured 2-4x slower here. `allocat
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -30,7 +31,8 @@ from imgcls.providers.local.model import (
     preprocessing_for,
     torch,
 )
-from imgcls.providers.local.preprocess import Preprocessing, batches, center_crop, load_image, resize_shorter
+from imgcls.providers.local.preprocess import Preprocessing, batches, load_image
+from imgcls.runs import atomic_write
 
 PRESETS = ("quick", "best")
 QUICK = {"backbone": "lite0", "weight_decays": (1e-4, 1e-3, 1e-2)}  # chosen on flowers-dev train/ splits
@@ -152,6 +154,7 @@ def cached_features(items, backbone: str, cache_dir: Path, progress, counts: dic
             feats = model(torch.cat([x, x.flip(3)]).contiguous(memory_format=torch.channels_last)).numpy()
             for j, i in enumerate(missing[done:done + len(arrays)]):
                 out[i] = feats[[j, j + len(arrays)]]
+                # atomic, but unlike runs.atomic_write not fsynced: a cache file lost to a crash is recomputed
                 tmp = folder / f".{items[i][1]}.{os.getpid()}.npy"
                 np.save(tmp, out[i])
                 os.replace(tmp, folder / f"{items[i][1]}.npy")
@@ -235,15 +238,13 @@ def _load_checkpoint(path: Path, fingerprint: str):
 def _save_calibration(workdir: Path, items, prep: Preprocessing) -> None:
     """Center crops (uint8 NHWC) of a spread of training images, for export's INT8 calibration."""
     chosen = sorted(items, key=lambda it: it[1])[::max(1, len(items) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]
-    crops = np.stack([np.asarray(center_crop(resize_shorter(load_image(p, draft_size=prep.resize), prep.resize),
-                                             prep.size)) for p, _, _ in chosen])
-    tmp = Path(workdir) / f".calibration.{os.getpid()}.npy"
-    np.save(tmp, crops)
-    os.replace(tmp, Path(workdir) / "calibration.npy")
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack([prep.crop(p) for p, _, _ in chosen]))
+    atomic_write(Path(workdir) / "calibration.npy", buffer.getvalue())
 
 
 def _save_model(workdir, backbone, preset, labels, multilabel, head, features, prep: Preprocessing) -> None:
     atomic_save({"format": 1, "backbone": backbone, "preset": preset, "labels": list(labels),
-                  "multilabel": multilabel, "preprocessing": asdict(prep),
-                  "head": head.state_dict(), "features": None if features is None else features.state_dict()},
-                 Path(workdir) / "model.pt")
+                 "multilabel": multilabel, "preprocessing": asdict(prep),
+                 "head": head.state_dict(), "features": None if features is None else features.state_dict()},
+                Path(workdir) / "model.pt")
