@@ -31,6 +31,7 @@ from ...errors import AuthError, ConfigError, ImgclsError, ProviderError
 from .jobspec import JobSpec
 from .settings import CREDENTIAL_ENV, SOURCES, Settings, where
 
+RETRIES = 3                                           # azure-core's retries per request
 SCORING_RETRY_METHODS = frozenset({"POST"})
 ARM_SCOPE = "https://management.azure.com/.default"   # what azure-ai-ml and azureml-mlflow ask tokens for
 _DISTRIBUTIONS = {"choice": sweep.Choice, "randint": sweep.Randint, "uniform": sweep.Uniform,
@@ -379,7 +380,7 @@ class Client:
                             hint="run the command again (the key is read afresh), or regenerate the keys")
         if response.status_code == 429:
             raise ProviderError(f"Azure ML scoring: the endpoint at {scoring_uri} is still throttling (HTTP 429) "
-                                "after 3 retries",
+                                f"after {RETRIES} retries",
                                 hint="send fewer requests at once and run again, or raise azureml.instance_count")
         if response.status_code >= 400:
             raise ProviderError(f"Azure ML scoring: HTTP {response.status_code} {response.text()[:300]}",
@@ -391,7 +392,7 @@ class Client:
 
 def _policies(auth) -> list:
     chain = [policies.HeadersPolicy(), policies.UserAgentPolicy(base_user_agent="imgcls"), policies.ProxyPolicy(),
-             policies.RetryPolicy(retry_total=3, retry_backoff_factor=0.8)]
+             policies.RetryPolicy(retry_total=RETRIES, retry_backoff_factor=0.8)]
     return chain + ([auth] if auth is not None else [])
 
 

@@ -97,7 +97,7 @@ class LocalProvider(Provider):
                      if sp == s] for s in ("train", "validation")}
         preset = self.config.train.preset
         n_train, n_val = len(items["train"]), len(items["validation"])
-        split = (f"{n_train + n_val} images (train + validation, 5-fold cross-validated)" if preset == "quick"
+        split = (f"{n_train + n_val} images (train + validation, {train.CV_FOLDS}-fold cross-validated)" if preset == "quick"
                  else f"{n_train} images (validation {n_val or '10% of train, carved by content hash'})")
         self.progress.log(f"training '{preset}' on {split}, budget {self.config.train.budget_minutes:g} min")
         started = time.monotonic()

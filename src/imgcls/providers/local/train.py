@@ -39,6 +39,7 @@ QUICK = {"backbone": "lite0", "weight_decays": (1e-4, 1e-3, 1e-2)}  # chosen on 
 CALIBRATION_IMAGES = 64  # training images kept for calibrating the INT8 export
 CACHE_VERSION = "v1"  # part of the cache folder name: bump it when the cached preprocessing changes
 BATCH = 32
+CV_FOLDS = 5  # quick's head: folds of the cross-validation that picks its weight decay and temperature
 
 
 def train(train_items, val_items, labels, *, multilabel: bool, preset: str, budget_minutes: float,
@@ -163,7 +164,8 @@ def cached_features(items, backbone: str, cache_dir: Path, progress, counts: dic
     return out
 
 
-def fit_head(feats, targets, n_labels: int, multilabel: bool, decays, seed: int, progress, folds: int = 5):
+def fit_head(feats, targets, n_labels: int, multilabel: bool, decays, seed: int, progress,
+             folds: int = CV_FOLDS):
     """A linear head on (n, 2, D) features of both views, and a summary.
 
     The weight decay is chosen by stratified k-fold cross-validation (out-of-fold accuracy, then loss):
