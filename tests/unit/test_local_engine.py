@@ -289,3 +289,17 @@ def test_only_the_annealed_second_half_of_the_schedule_competes_for_the_kept_wei
     assert [e for e in range(31) if finetune._candidate(e, 30)] == list(range(15, 31))
     assert [e for e in range(4) if finetune._candidate(e, 3)] == [2, 3]
     assert finetune._candidate(1, 1) and not finetune._candidate(0, 0)  # the pretrained start never does
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_an_unreadable_or_foreign_checkpoint_means_starting_afresh(tmp_path, content):
+    path = tmp_path / "checkpoint.pt"
+    if content is None:  # one weights-only loading refuses: a numpy scalar, as the learning rate once was
+        torch.save({"fingerprint": "f", "lr": np.float64(1e-4)}, path)
+    else:
+        path.write_bytes(content)
+    assert train_mod._load_checkpoint(path, "f") is None
+    torch.save({"fingerprint": "other"}, path)
+    assert train_mod._load_checkpoint(path, "f") is None
+    torch.save({"fingerprint": "f"}, path)
+    assert train_mod._load_checkpoint(path, "f") == {"fingerprint": "f"}
