@@ -116,6 +116,27 @@ def test_no_wait_trains_in_the_background_and_status_sees_it(tmp_path):
     assert out["train"]["status"] == "succeeded" and Path(out["train"]["model_id"], "model.onnx").exists()
 
 
+def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
+    """SIGKILL, not Ctrl-C: no handler runs, so only the checkpoint written after every epoch is left."""
+    data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
+    cfg = tmp_path / "best.yaml"
+    cfg.write_text(f"name: killed\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
+                   "train: {preset: best, budget_minutes: 1}\nevaluate: {report: false}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "train", "-c", str(cfg)], cwd=tmp_path,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob("work/checkpoint.pt")):
+        time.sleep(0.1)
+    proc.kill()
+    assert proc.wait() == -9, "training ended before its first checkpoint"
+    (ckpt,) = tmp_path.rglob("work/checkpoint.pt")
+    run = ckpt.parent.parent.name
+    out = json.loads(imgcls("--json", "train", "-c", str(cfg), "--run", run, cwd=tmp_path, check_code=0).stdout)
+    assert out["run"] == run and out["train"]["status"] == "succeeded"
+    status = json.loads((ckpt.parent / "status.json").read_text())
+    assert status["resumed"] and status["start_epoch"] >= 1 and status["epochs"] > status["start_epoch"]
+
+
 def test_init_writes_a_valid_config(tmp_path):
     imgcls("init", "starter.yaml", "--source", "imgs/", cwd=tmp_path, check_code=0)
     imgcls("config", "show", "-c", "starter.yaml", cwd=tmp_path, check_code=0)

@@ -198,28 +198,42 @@ def test_best_is_interrupted_and_resumes_from_its_checkpoint(tmp_path, cache_dir
     monkeypatch.setitem(finetune.BEST, "batch_size", 8)
     monkeypatch.setitem(finetune.BEST, "mixup", 0.2)  # off by default; the draws must replay after a resume
     monkeypatch.setitem(finetune.BEST, "ema_decay", 0.98)  # so must the weight average
+    assert finetune.BEST["members"] == 2
     classes = ["daisy", "sunflowers"]
     data = items("train", 6, classes)
 
-    def interrupt_after_second_epoch(stage, done, total):  # past the warm-up: the cosine schedule has run
-        if stage == "epoch" and done == 2:
+    def interrupt_in_second_member(stage, done, total):  # its epoch 2, past the warm-up: the cosine has run
+        if stage == "epoch" and done == 5:
             raise KeyboardInterrupt
 
     args = {"multilabel": False, "preset": "best", "budget_minutes": 10, "workdir": tmp_path, "cache_dir": cache_dir}
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(data, [], classes, progress=interrupt_after_second_epoch, **args)
+        train_mod.train(data, [], classes, progress=interrupt_in_second_member, **args)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert ckpt["epoch"] == 2 and ckpt["average"]["steps"] == 4  # 12 images in batches of 8
-    assert ckpt["average"]["model"] is not None
+    assert len(ckpt["done"]) == 1 and ckpt["done"][0]["summary"]["epochs"] == 3
+    member = ckpt["current"]
+    assert member["epoch"] == 2 and member["average"]["steps"] == 4  # 10 images (2 held out) in batches of 8
+    assert member["average"]["model"] is not None
     assert not (tmp_path / "model.pt").exists()
 
     seen = []
-    info = train_mod.train(data, [], classes, progress=lambda s, d, t: seen.append((s, d)), **args)
-    assert info["resumed"] and info["start_epoch"] == 2 and info["epochs"] == 3
-    assert [d for s, d in seen if s == "epoch"] == [3]  # epochs 1 and 2 were not trained again
+    info = train_mod.train(data, [], classes, progress=lambda s, d, t: seen.append((s, d, t)), **args)
+    assert info["resumed"] and info["start_epoch"] == 5 and info["epochs"] == 6
+    assert [(d, t) for s, d, t in seen if s == "epoch"] == [(6, 6)]  # nothing before was trained again
+    assert [m["epochs"] for m in info["members"]] == [3, 3] and 1 <= info["averaged_members"] <= 2
     assert (tmp_path / "model.pt").exists()
     export_onnx(tmp_path, tmp_path / "artifact", classes, multilabel=False, int8=False)
     assert OnnxClassifier(tmp_path / "artifact").predict_images([data[0][0]]).shape == (1, 2)
+
+
+def test_members_hold_out_disjoint_validation_folds():
+    data = [(f"{label}{i}.jpg", hashlib.sha256(f"{label}{i}".encode()).hexdigest(), [label])
+            for label in LABELS for i in range(20)]
+    folds = [train_mod.carve_validation(data, seed=0, fold=m) for m in range(3)]
+    held = [{it[1] for it in val} for _, val in folds]
+    assert all(len(h) == 2 * len(LABELS) for h in held)  # 10% of each label
+    assert not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])
+    assert all(len(train) + len(val) == len(data) for train, val in folds)
 
 
 # --- calibration and weight averaging ----------------------------------------------------------------
@@ -236,6 +250,47 @@ def test_temperature_undoes_a_known_scaling_of_calibrated_logits(multilabel):
     assert fit_temperature(logits / 2, targets, multilabel) == pytest.approx(0.5, rel=0.1)  # under-confident
     assert fit_temperature(logits * 10, targets, multilabel) == pytest.approx(3, rel=0.01)  # bounded
     assert fit_temperature(logits[:19] * 3, targets[:19], multilabel) == 1.0  # too few to say
+
+
+def test_folding_the_standardisation_into_the_head_keeps_its_logits():
+    head = Head(8, 3)
+    with torch.no_grad():
+        head.mean.normal_(), head.scale.uniform_(0.5, 2)
+    feats = torch.randn(20, 8)
+    with torch.no_grad():
+        before = head(feats)
+        head.fold_standardisation()
+        assert torch.allclose(head(feats), before, atol=1e-5)
+    assert torch.equal(head.mean, torch.zeros(8)) and torch.equal(head.scale, torch.ones(8))
+
+
+def _two_unit_net(swap: bool):
+    """Red-vs-blue classifier with two hidden units; `swap` is the same function, its units permuted."""
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2),
+                              torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    hidden, out = torch.tensor([[4.0, 0, -4], [-4, 0, 4]]), torch.eye(2)
+    with torch.no_grad():
+        net[2].weight.copy_(hidden.flip(0) if swap else hidden), net[2].bias.zero_()
+        net[4].weight.copy_(out.flip(1) if swap else out), net[4].bias.zero_()
+    return net
+
+
+def test_member_weights_are_averaged_unless_the_average_fails_on_validation():
+    crops = [np.full((4, 4, 3), colour, np.uint8) for colour in ((220, 0, 0), (0, 0, 220))] * 3
+    targets = np.array([0, 1] * 3)
+    prep = Preprocessing(size=4, resize=4)
+    a, b = _two_unit_net(False), _two_unit_net(True)
+    model = _two_unit_net(False)
+    # Same units, different scale: the average is the same function, kept.
+    scaled = {k: v * 3 for k, v in a.state_dict().items()}
+    info = finetune.average_weights(model, [a.state_dict(), scaled], crops, targets, prep, False)
+    assert info["averaged_members"] == 2 and info["average_val_accuracy"] == 1.0
+    assert torch.allclose(model[2].weight, a[2].weight * 2)
+    # Permuted units: each member is right, their average cancels out to a constant. A member is kept.
+    info = finetune.average_weights(model, [b.state_dict(), a.state_dict()], crops, targets, prep, False)
+    assert info["member_val_accuracies"] == [1.0, 1.0] and info["average_val_accuracy"] == 0.5
+    assert info["averaged_members"] == 1 and info["kept_member"] == 0
+    assert torch.equal(model[2].weight, b[2].weight)
 
 
 def test_sharpening_the_head_changes_no_decision():

@@ -37,6 +37,15 @@ class Head(nn.Module):
     def forward(self, feats):
         return self.fc(self.dropout((feats - self.mean) * self.scale))
 
+    def fold_standardisation(self) -> None:
+        """Move the standardisation into the linear layer (same logits), so that heads trained on
+        different images, with different feature statistics, can be averaged weight by weight."""
+        with torch.no_grad():
+            self.fc.weight.mul_(self.scale)
+            self.fc.bias.sub_(self.fc.weight @ self.mean)
+            self.mean.zero_()
+            self.scale.fill_(1.0)
+
     def sharpen(self, temperature: float) -> None:
         """Divide the logits by `temperature` for good: argmax and the 0-logit threshold stay, the
         probabilities become calibrated."""

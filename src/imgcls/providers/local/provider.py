@@ -97,8 +97,10 @@ class LocalProvider(Provider):
                      if sp == s] for s in ("train", "validation")}
         preset = self.config.train.preset
         n_train, n_val = len(items["train"]), len(items["validation"])
+        members = train.BEST["members"]
         split = (f"{n_train + n_val} images (train + validation, {train.CV_FOLDS}-fold cross-validated)" if preset == "quick"
-                 else f"{n_train} images (validation {n_val or '10% of train, carved by content hash'})")
+                 else f"{n_train} images, {members} fine-tunings averaged into one model (validation: "
+                      + (f"{n_val} images)" if n_val else "a different 10% of train for each, carved by content hash)"))
         self.progress.log(f"training '{preset}' on {split}, budget {self.config.train.budget_minutes:g} min")
         started = time.monotonic()
         info = train.train(items["train"], items["validation"], labels, multilabel=self.config.multilabel,

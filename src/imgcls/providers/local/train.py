@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.errors import DataError, UsageError
-from imgcls.providers.local.backbone import FEATURE_DIM, load_backbone
-from imgcls.providers.local.finetune import BEST, finetune
+from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
+from imgcls.providers.local.finetune import BEST, average_weights, finetune
 from imgcls.providers.local.model import (
+    Classifier,
     Head,
     accuracy,
     atomic_save,
@@ -54,46 +55,102 @@ def train(train_items, val_items, labels, *, multilabel: bool, preset: str, budg
     workdir.mkdir(parents=True, exist_ok=True)
     if preset == "quick":  # cross-validation replaces the validation split: the head learns from every image
         train_items, val_items = train_items + val_items, []
-    elif not val_items:
-        train_items, val_items = carve_validation(train_items, seed)
-    y_train, y_val = encode_targets(train_items, labels, multilabel), encode_targets(val_items, labels, multilabel)
+    y_train = encode_targets(train_items, labels, multilabel)
+    encode_targets(val_items, labels, multilabel)  # an unknown label fails now, not after an hour
     progress = progress or (lambda stage, done, total: None)
     cfg = QUICK if preset == "quick" else BEST
     torch.manual_seed(seed)
     summary = {"backbone": cfg["backbone"], "preset": preset, "n_train": len(train_items),
                "n_val": len(val_items), "allocator": allocator(), "resumed": False, "epochs": 0,
                "cache_hits": 0, "cache_misses": 0}
-    fingerprint = _fingerprint(cfg["backbone"], preset, labels, multilabel, train_items, val_items, seed)
-    ckpt = _load_checkpoint(workdir / "checkpoint.pt", fingerprint) if preset == "best" else None
-    if ckpt is None:
-        feats = cached_features(train_items, cfg["backbone"], cache_dir, progress, summary)
-        head, fit = fit_head(feats, y_train, len(labels), multilabel, QUICK["weight_decays"], seed, progress)
-        if preset == "quick":
-            head.sharpen(fit["temperature"])
-            prep = preprocessing_for(cfg["backbone"])
-            _save_model(workdir, cfg["backbone"], preset, labels, multilabel, head, None, prep)
-            _save_calibration(workdir, train_items, prep)
-            return {**summary, **fit, "seconds": round(time.monotonic() - start, 2)}
-        fit["head_temperature"] = fit.pop("temperature")  # fine-tuning starts from the head as fitted
-        summary.update(fit)
-        ckpt = {"fingerprint": fingerprint, "epoch": 0, "seconds": time.monotonic() - start,
-                "head": head.state_dict(), "lp": fit}
-    else:
-        summary.update(ckpt["lp"], resumed=True)
-    summary["start_epoch"] = ckpt["epoch"]
-    model, val_logits, fit = finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel,
-                                      budget_minutes * 60, workdir, progress, seed)
-    fit["temperature"] = fit_temperature(val_logits, torch.from_numpy(y_val), multilabel)
-    model.head.sharpen(fit["temperature"])
-    prep = preprocessing_for(cfg["backbone"], cfg["image_size"])
-    _save_model(workdir, cfg["backbone"], preset, labels, multilabel, model.head, model.features, prep)
+    if preset == "best":
+        return _train_best(train_items, val_items, labels, multilabel, budget_minutes * 60, workdir, cache_dir,
+                           seed, progress, summary)
+    feats = cached_features(train_items, cfg["backbone"], cache_dir, progress, summary)
+    head, fit = fit_head(feats, y_train, len(labels), multilabel, QUICK["weight_decays"], seed, progress)
+    head.sharpen(fit["temperature"])
+    prep = preprocessing_for(cfg["backbone"])
+    _save_model(workdir, cfg["backbone"], preset, labels, multilabel, head, None, prep)
     _save_calibration(workdir, train_items, prep)
-    seconds = fit.pop("seconds_total")
-    return {**summary, **fit, "seconds": round(seconds, 2)}
+    return {**summary, **fit, "seconds": round(time.monotonic() - start, 2)}
 
 
-def carve_validation(items, seed: int = 0, fraction: float = 0.1):
-    """A deterministic 10% of `items`, stratified by label and ordered by content hash: (train, val)."""
+def _train_best(train_items, val_items, labels, multilabel, budget_s, workdir, cache_dir, seed, progress,
+                summary) -> dict:
+    """BEST["members"] fine-tunings, each from its own linear-probe head with its own seed and, unless
+    the dataset has a validation split, its own 10% of the training images held out for early stopping;
+    then their kept weights averaged into one network (a uniform "model soup", Wortsman et al. 2022:
+    the accuracy of an ensemble at the inference cost of one model), calibrated on the members'
+    held-out logits. Every member's progress is checkpointed; a resumed run skips finished members."""
+    path, cfg, began = workdir / "checkpoint.pt", BEST, time.monotonic()
+    fingerprint = _fingerprint(cfg["backbone"], "best", labels, multilabel, train_items, val_items, seed)
+    ckpt = _load_checkpoint(path, fingerprint) or {"fingerprint": fingerprint, "done": [], "current": None}
+    summary["resumed"] = bool(ckpt["done"] or ckpt["current"])
+    base = (ckpt["current"] or (ckpt["done"] or [{"seconds": 0.0}])[-1])["seconds"]
+    elapsed = lambda: base + time.monotonic() - began
+    n = cfg["members"]
+    splits = ([(train_items, val_items)] * n if val_items
+              else [carve_validation(train_items, seed, fold=m) for m in range(n)])
+    summary["start_epoch"] = sum(d["summary"]["epochs"] for d in ckpt["done"]) + (ckpt["current"] or {}).get("epoch", 0)
+    feats = index = None
+    model = None
+    for m in range(len(ckpt["done"]), n):
+        tr, va = splits[m]
+        y_tr, y_va = encode_targets(tr, labels, multilabel), encode_targets(va, labels, multilabel)
+        member = ckpt["current"]
+        if member is None:  # a new member starts from a linear probe on its own training images
+            if feats is None:
+                feats = cached_features(train_items, cfg["backbone"], cache_dir, progress, summary)
+                index = {it[1]: i for i, it in enumerate(train_items)}
+            head, fit = fit_head(feats[[index[it[1]] for it in tr]], y_tr, len(labels), multilabel,
+                                 QUICK["weight_decays"], seed + m, progress)
+            fit["head_temperature"] = fit.pop("temperature")  # fine-tuning starts from the head as fitted
+            now = elapsed()
+            member = {"seconds": now, "budget_end": now + (budget_s - now) / (n - m), "epoch": 0,
+                      "head": head.state_dict(), "lp": fit}
+        finished = sum(d["summary"]["epochs"] for d in ckpt["done"])
+
+        def save(state, m=m):
+            ckpt["current"] = state
+            atomic_save(ckpt, path)
+
+        def member_progress(stage, done, total, finished=finished, m=m):
+            if stage != "epoch":
+                return progress(stage, done, total)
+            progress("epoch", finished + done, finished + total * (n - m))
+
+        torch.manual_seed(seed + m)
+        model, val_logits, fit = finetune(member, tr, y_tr, va, y_va, labels, multilabel, member["budget_end"],
+                                          save, member_progress, seed + m)
+        model.head.fold_standardisation()
+        ckpt["done"].append({"model": model.state_dict(), "val_logits": val_logits, "seconds": elapsed(),
+                             "summary": {**member["lp"], **fit, "n_train": len(tr), "n_val": len(va)}})
+        ckpt["current"] = None
+        atomic_save(ckpt, path)
+    if model is None:  # every member was done before this resume
+        model = Classifier(build_features(cfg["backbone"])[0], Head(FEATURE_DIM, len(labels)))
+    members = ckpt["done"]
+    prep = preprocessing_for(cfg["backbone"], cfg["image_size"])
+    val = val_items or [item for _, va in splits for item in va]
+    soup = average_weights(model, [d["model"] for d in members], [prep.crop(p) for p, _, _ in val],
+                           encode_targets(val, labels, multilabel), prep, multilabel)
+    y_val = torch.from_numpy(np.concatenate([encode_targets(va, labels, multilabel) for _, va in splits]))
+    member_logits = torch.cat([d["val_logits"] for d in members]) if val else torch.zeros(0, len(labels))
+    temperature = fit_temperature(member_logits, y_val, multilabel)  # on held-out logits only
+    model.head.sharpen(temperature)
+    _save_model(workdir, cfg["backbone"], "best", labels, multilabel, model.head, model.features, prep)
+    _save_calibration(workdir, train_items, prep)
+    per_member = [{k: v for k, v in d["summary"].items() if k != "history"} for d in members]
+    return {**summary, **soup, "temperature": temperature, "members": per_member,
+            "history": [d["summary"]["history"] for d in members],
+            "epochs": sum(d["summary"]["epochs"] for d in members),
+            "members_val_accuracy": round(accuracy(member_logits, y_val, multilabel), 4) if val else None,
+            "seconds": round(elapsed(), 2)}
+
+
+def carve_validation(items, seed: int = 0, fraction: float = 0.1, fold: int = 0):
+    """A deterministic 10% of `items`, stratified by label and ordered by content hash: (train, val).
+    Folds 0, 1, ... hold out disjoint tenths (while there are images left to hold out)."""
     groups: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         groups.setdefault(min(item[2], default=""), []).append(i)
@@ -101,7 +158,9 @@ def carve_validation(items, seed: int = 0, fraction: float = 0.1):
     for group in groups.values():
         group.sort(key=lambda i: hashlib.sha256(f"{seed}:{items[i][1]}".encode()).hexdigest())
         # A label with under 5 images gives none away: it needs them all to be learnt at all.
-        chosen.update(group[:max(1, round(len(group) * fraction))] if len(group) >= 5 else [])
+        size = max(1, round(len(group) * fraction))
+        first = fold * size % len(group)
+        chosen.update(group[first:first + size] if len(group) >= 5 else [])
     return ([it for i, it in enumerate(items) if i not in chosen],
             [it for i, it in enumerate(items) if i in chosen])
 
