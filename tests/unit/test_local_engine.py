@@ -226,6 +226,21 @@ def test_best_is_interrupted_and_resumes_from_its_checkpoint(tmp_path, cache_dir
     assert OnnxClassifier(tmp_path / "artifact").predict_images([data[0][0]]).shape == (1, 2)
 
 
+def test_multilabel_best_averages_members_that_share_a_given_validation_split(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setitem(finetune.BEST, "max_epochs", 2)
+    monkeypatch.setitem(finetune.BEST, "batch_size", 8)
+    yellow = {"dandelion", "sunflowers"}
+    data = [(p, sha, labels + (["yellow"] if labels[0] in yellow else [])) for p, sha, labels in items("train", 5)]
+    labels = LABELS + ["yellow"]
+    info = train_mod.train(data[1::5] + data[2::5] + data[3::5] + data[4::5], data[::5], labels, multilabel=True,
+                           preset="best", budget_minutes=5, workdir=tmp_path, cache_dir=cache_dir)
+    assert [(m["n_train"], m["n_val"], m["epochs"]) for m in info["members"]] == [(20, 5, 2), (20, 5, 2)]
+    assert 1 <= info["averaged_members"] <= 2 and info["temperature"] == 1.0  # 10 held-out logits: too few
+    export_onnx(tmp_path, tmp_path / "artifact", labels, multilabel=True, int8=False)
+    probs = OnnxClassifier(tmp_path / "artifact").predict_images([p for p, _, _ in items("test", 1)])
+    assert probs.shape == (5, 6) and not np.allclose(probs.sum(1), 1)
+
+
 def test_members_hold_out_disjoint_validation_folds():
     data = [(f"{label}{i}.jpg", hashlib.sha256(f"{label}{i}".encode()).hexdigest(), [label])
             for label in LABELS for i in range(20)]
