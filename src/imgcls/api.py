@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import glob as globlib
 import os
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from .comparison import compare, report_path
 from .config import RunConfig, load_config, resolve_path
 from .data import importers, manifest, split
 from .data import validate as validate_mod
+from .data.inputs import expand_inputs, read_image
 from .errors import DataError, ProviderError, QualityGateFailed, UsageError
 from .progress import Progress
 from .providers import registry
@@ -295,39 +295,6 @@ def export(cfg: RunConfig, run_id: str | None = None, dest: str | Path | None = 
     paths = provider.export(model, target)
     run.set_step("export", {"provider": cfg.provider, "files": [str(p) for p in paths]})
     return run, paths
-
-
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, folders (recursively) and globs -> image paths, in a stable order; URLs pass through."""
-    out: list[str] = []
-    for item in inputs:
-        item = item.strip()
-        if not item:
-            continue
-        if "://" in item:
-            out.append(item)
-        elif os.path.isdir(item):
-            out += sorted(str(p) for p in Path(item).rglob("*")
-                          if p.is_file() and p.suffix.lower() in manifest.IMAGE_SUFFIXES)
-        elif any(c in item for c in "*?["):
-            matched = sorted(globlib.glob(item, recursive=True))
-            if not matched:
-                raise DataError(f"no files match {item!r}", hint="check the pattern (quote it to stop the shell)")
-            out += [m for m in matched if os.path.isfile(m)]
-        elif os.path.isfile(item):
-            out.append(item)
-        else:
-            raise DataError(f"no such file: {item}", hint="give image files, folders or globs")
-    if not out:
-        raise DataError("no images to predict", hint="give image files, folders or globs (or a list on stdin)")
-    return out
-
-
-def read_image(uri: str) -> bytes:
-    try:
-        return Path(uri).read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {uri}: {exc.strerror}", hint="check the path") from None
 
 
 def predict(cfg: RunConfig, inputs: list[str], run_id: str | None = None, top_k: int | None = None,

@@ -1,0 +1,37 @@
+"""What `imgcls predict` accepts as images: files, folders (recursively), globs; URLs pass through."""
+from __future__ import annotations
+
+import pytest
+
+from imgcls.data.inputs import expand_inputs, read_image
+from imgcls.errors import DataError
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for rel in ("a/1.jpg", "a/sub/2.PNG", "a/notes.txt", "b.jpeg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(rel.encode())
+    return tmp_path
+
+
+def test_folders_recurse_to_images_only_and_globs_expand_in_order(tree):
+    got = expand_inputs([str(tree / "a"), "  ", str(tree / "*.jpeg"), "gs://bucket/x.jpg"])
+    assert got == [str(tree / "a/1.jpg"), str(tree / "a/sub/2.PNG"), str(tree / "b.jpeg"), "gs://bucket/x.jpg"]
+
+
+@pytest.mark.parametrize("given, message", [
+    (["{tree}/missing.jpg"], "no such file: {tree}/missing.jpg"),
+    (["{tree}/*.gif"], "no files match '{tree}/*.gif'"),
+    (["", "   "], "no images to predict"),
+])
+def test_nothing_to_read_is_a_data_error_naming_it(tree, given, message):
+    with pytest.raises(DataError) as err:
+        expand_inputs([g.format(tree=tree) for g in given])
+    assert message.format(tree=tree) in str(err.value)
+
+
+def test_an_unreadable_image_names_its_path(tree):
+    assert read_image(str(tree / "b.jpeg")) == b"b.jpeg"
+    with pytest.raises(DataError, match="cannot read .*a: "):
+        read_image(str(tree / "a"))  # a folder
