@@ -1,4 +1,4 @@
-"""What `imgcls predict` accepts as images: files, folders (recursively), globs; URLs pass through."""
+"""What `imgcls predict` accepts as images: files, folders (recursively) and globs."""
 from __future__ import annotations
 
 import pytest
@@ -16,14 +16,15 @@ def tree(tmp_path):
 
 
 def test_folders_recurse_to_images_only_and_globs_expand_in_order(tree):
-    got = expand_inputs([str(tree / "a"), "  ", str(tree / "*.jpeg"), "gs://bucket/x.jpg"])
-    assert got == [str(tree / "a/1.jpg"), str(tree / "a/sub/2.PNG"), str(tree / "b.jpeg"), "gs://bucket/x.jpg"]
+    got = expand_inputs([str(tree / "a"), "  ", str(tree / "*.jpeg")])
+    assert got == [str(tree / "a/1.jpg"), str(tree / "a/sub/2.PNG"), str(tree / "b.jpeg")]
 
 
 @pytest.mark.parametrize("given, message", [
     (["{tree}/missing.jpg"], "no such file: {tree}/missing.jpg"),
     (["{tree}/*.gif"], "no files match '{tree}/*.gif'"),
     (["", "   "], "no images to predict"),
+    (["{tree}/b.jpeg", "gs://bucket/x.jpg"], "gs://bucket/x.jpg: only local image files can be predicted"),
 ])
 def test_nothing_to_read_is_a_data_error_naming_it(tree, given, message):
     with pytest.raises(DataError) as err:

@@ -10,15 +10,16 @@ from . import manifest
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, folders (recursively) and globs -> image paths, in a stable order; URLs pass through."""
+    """Files, folders (recursively) and globs -> image paths, in a stable order."""
     out: list[str] = []
     for item in inputs:
         item = item.strip()
         if not item:
             continue
-        if "://" in item:
-            out.append(item)
-        elif os.path.isdir(item):
+        if "://" in item:  # every provider is sent the image's bytes, read here
+            raise DataError(f"{item}: only local image files can be predicted",
+                            hint="download it first (e.g. `curl -O` or `gcloud storage cp`), then give the file")
+        if os.path.isdir(item):
             out += sorted(str(p) for p in Path(item).rglob("*")
                           if p.is_file() and p.suffix.lower() in manifest.IMAGE_SUFFIXES)
         elif any(c in item for c in "*?["):
