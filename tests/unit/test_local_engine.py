@@ -241,6 +241,24 @@ def test_multilabel_best_averages_members_that_share_a_given_validation_split(tm
     assert probs.shape == (5, 6) and not np.allclose(probs.sum(1), 1)
 
 
+def test_the_budget_decides_how_many_members_there_are():
+    assert train_mod.members_for(875, 14.1) == 2  # flowers-dev with 15 minutes: two full fine-tunings
+    assert train_mod.members_for(160, 10.0) == 1  # 3 minutes: one longer fine-tuning beats two short ones
+    assert train_mod.members_for(5, 100.0) == 1  # never none
+    assert train_mod.members_for(1e6, 1.0) == finetune.BEST["members"]  # never more than the preset's
+
+
+def test_a_short_budget_trains_one_member(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setitem(finetune.BEST, "batch_size", 8)
+    monkeypatch.setitem(finetune.BEST, "max_epochs", 1000)  # two such schedules cannot fit in 18 s
+    classes = ["daisy", "sunflowers"]
+    info = train_mod.train(items("train", 6, classes), [], classes, multilabel=False, preset="best",
+                           budget_minutes=0.3, workdir=tmp_path, cache_dir=cache_dir)
+    (member,) = info["members"]
+    assert info["averaged_members"] == 1 and 1 <= member["epochs"] <= member["planned_epochs"] < 1000  # fitted to 18 s
+    assert info["seconds"] <= 18
+
+
 def test_members_hold_out_disjoint_validation_folds():
     data = [(f"{label}{i}.jpg", hashlib.sha256(f"{label}{i}".encode()).hexdigest(), [label])
             for label in LABELS for i in range(20)]

@@ -43,11 +43,11 @@ BEST = {"members": 2, "backbone": "lite0", "batch_size": 32, "lr": 2e-4, "weight
         "ema_decay": 0.0, "mixup": 0.0, "image_size": None, "monitor": "accuracy"}
 
 
-def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, budget_s, save, progress,
-             seed):
+def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, save, progress, seed):
     """Fine-tune everything from `ckpt` (a member's checkpoint: its linear-probe head, and after an
-    interruption its weights, optimizer and schedule) with early stopping, until `budget_s` seconds of
-    the whole run. `save(member_ckpt)` is called after every epoch and on Ctrl-C.
+    interruption its weights, optimizer and schedule) with early stopping, until `ckpt["budget_end"]`
+    seconds of the whole run (read before every epoch: `save(member_ckpt)`, called after every epoch
+    and on Ctrl-C, may move it).
 
     Returns (model with the best validation weights, in eval mode, its validation logits, summary)."""
     cfg, run_start, base_seconds = BEST, time.monotonic(), ckpt["seconds"]
@@ -75,13 +75,13 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
                  "best": {"epoch": 0, "accuracy": acc, "loss": loss, "model": _copy(average.model.state_dict())},
                  "history": [{"epoch": 0, "val_accuracy": acc, "val_loss": loss}]}
     seconds = lambda: base_seconds + time.monotonic() - run_start
-    reserve = max(10.0, 0.02 * budget_s)  # time kept for writing the model after the last epoch
+    reserve = max(10.0, 0.02 * ckpt["budget_end"])  # time kept for writing the model after the last epoch
     stopped = "schedule"
     if "rng" in ckpt:  # dropout draws continue as if never interrupted
         torch.set_rng_state(ckpt["rng"])
     try:
         while state["epoch"] < state["planned"]:
-            if seconds() + (state["epoch_seconds"] or 0) + reserve > budget_s:
+            if seconds() + (state["epoch_seconds"] or 0) + reserve > ckpt["budget_end"]:
                 stopped = "budget"
                 break
             began = time.monotonic()
@@ -104,7 +104,7 @@ def finetune(ckpt, train_items, y_train, val_items, y_val, labels, multilabel, b
             # Fit the cosine schedule to the budget from the mean epoch time so far (one slow epoch on a
             # busy machine must not cut the schedule short).
             mean_epoch = np.mean([h["seconds"] for h in state["history"][1:]])
-            fits = state["epoch"] + int((budget_s - reserve - seconds()) / mean_epoch)
+            fits = state["epoch"] + int((ckpt["budget_end"] - reserve - seconds()) / mean_epoch)
             state["planned"] = max(state["epoch"], min(cfg["max_epochs"], fits))
             save(_member_checkpoint(ckpt, model, average, opt, state, seconds()))
             progress("epoch", state["epoch"], state["planned"])
