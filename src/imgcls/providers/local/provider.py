@@ -97,10 +97,12 @@ class LocalProvider(Provider):
                      if sp == s] for s in ("train", "validation")}
         preset = self.config.train.preset
         n_train, n_val = len(items["train"]), len(items["validation"])
-        members = train.BEST["members"]
-        split = (f"{n_train + n_val} images (train + validation, {train.CV_FOLDS}-fold cross-validated)" if preset == "quick"
-                 else f"{n_train} images, {members} fine-tunings averaged into one model (validation: "
-                      + (f"{n_val} images)" if n_val else "a different 10% of train for each, carved by content hash)"))
+        if preset == "quick":
+            split = f"{n_train + n_val} images (train + validation, {train.CV_FOLDS}-fold cross-validated)"
+        else:
+            val = f"{n_val} images" if n_val else "a different 10% of train for each, carved by content hash"
+            split = (f"{n_train} images, up to {train.BEST['members']} fine-tunings (as the budget allows) "
+                     f"averaged into one model (validation: {val})")
         self.progress.log(f"training '{preset}' on {split}, budget {self.config.train.budget_minutes:g} min")
         started = time.monotonic()
         info = train.train(items["train"], items["validation"], labels, multilabel=self.config.multilabel,

@@ -90,6 +90,8 @@ def _train_best(train_items, val_items, labels, multilabel, budget_s, workdir, c
     base = (ckpt["current"] or (ckpt["done"] or [{"seconds": 0.0}])[-1])["seconds"]
     elapsed = lambda: base + time.monotonic() - began
     planned = lambda: ckpt.get("members", cfg["members"])  # decided during the first member's first epoch
+    # Member m's end: an equal share of what is left; until the count is decided, the first may have it all.
+    share_end = lambda start, m: start + (budget_s - start) / (planned() - m if "members" in ckpt else 1)
     splits = ([(train_items, val_items)] * cfg["members"] if val_items
               else [carve_validation(train_items, seed, fold=m) for m in range(cfg["members"])])
     summary["start_epoch"] = sum(d["summary"]["epochs"] for d in ckpt["done"]) + (ckpt["current"] or {}).get("epoch", 0)
@@ -106,17 +108,15 @@ def _train_best(train_items, val_items, labels, multilabel, budget_s, workdir, c
             head, fit = fit_head(feats[[index[it[1]] for it in tr]], y_tr, len(labels), multilabel,
                                  QUICK["weight_decays"], seed + m, progress)
             fit["head_temperature"] = fit.pop("temperature")  # fine-tuning starts from the head as fitted
-            now = elapsed()  # until the member count is decided, the first member may have it all
-            share = planned() - m if "members" in ckpt else 1
-            member = {"seconds": now, "budget_end": now + (budget_s - now) / share, "epoch": 0,
-                      "head": head.state_dict(), "lp": fit}
+            now = elapsed()
+            member = {"seconds": now, "budget_end": share_end(now, m), "epoch": 0, "head": head.state_dict(),
+                      "lp": fit}
         finished = sum(d["summary"]["epochs"] for d in ckpt["done"])
 
         def save(state, member=member):
             if "members" not in ckpt and state["state"]["epoch_seconds"]:
                 ckpt["members"] = members_for(budget_s - member["seconds"], state["state"]["epoch_seconds"])
-                member["budget_end"] = state["budget_end"] = (
-                    member["seconds"] + (budget_s - member["seconds"]) / ckpt["members"])
+                member["budget_end"] = state["budget_end"] = share_end(member["seconds"], 0)
             ckpt["current"] = state
             atomic_save(ckpt, path)
 
