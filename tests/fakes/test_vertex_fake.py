@@ -20,6 +20,7 @@ from google.cloud import aiplatform, storage
 from google.cloud.aiplatform.compat.types import job_state, pipeline_state
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from tests.fakes.samples import vertex_gapic_lifecycle_samples as life
 from tests.fakes.samples import vertex_gapic_samples as gapic
 from tests.fakes.samples import vertex_sdk_samples as sdk
 from tests.fakes.vertex_fixtures import fixture_vertex_fake, fixture_vertex_images  # noqa: F401
@@ -39,7 +40,8 @@ def b64(data: bytes) -> str:
 def train(dataset, multi_label=False, model_type="CLOUD", budget=8000, **kwargs):
     job = aiplatform.AutoMLImageTrainingJob(display_name="train", prediction_type="classification",
                                             multi_label=multi_label, model_type=model_type)
-    return job, job.run(dataset=dataset, budget_milli_node_hours=budget, model_display_name="toy", **kwargs)
+    kwargs.setdefault("model_display_name", "toy")
+    return job, job.run(dataset=dataset, budget_milli_node_hours=budget, **kwargs)
 
 
 # (a) Google's samples, unchanged but for how they reach the fake.
@@ -99,6 +101,157 @@ def test_gapic_samples_run_on_the_fake(vertex_fake, vertex_images, tmp_path, cap
     deployed = vertex_fake.state.endpoints[endpoint_id].resource["deployedModels"][0]["id"]
     assert f"deployed_model_id: {deployed}" in out
     assert re.search(r"'displayNames': \['green'", out)
+
+
+def test_gapic_lifecycle_samples_run_on_the_fake(vertex_fake, vertex_images, capsys):
+    """Read, evaluate, export, undeploy and delete, each through Google's own sample."""
+    url = vertex_fake.url
+    ds = aiplatform.ImageDataset.create(display_name="colours", gcs_source=vertex_images.csv,
+                                        import_schema_uri=SINGLE)
+    job, model = train(ds, model_type="MOBILE_TF_LOW_LATENCY_1", budget=1000)
+    pipeline_id, model_id = job.name, model.name
+    capsys.readouterr()
+
+    life.get_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+    out = capsys.readouterr().out
+    assert "state: PIPELINE_STATE_SUCCEEDED" in out and f'model_id: "{model_id}"' in out
+    assert f'name: "projects/123456789012/locations/{LOCATION}/models/{model_id}"' in out
+
+    life.get_model_sample(PROJECT, model_id, api_endpoint=url)
+    out = capsys.readouterr().out
+    assert 'display_name: "toy"' in out and 'id: "tflite"' in out
+
+    (evaluation,) = vertex_fake.state.models[model_id].evaluations
+    evaluation_id = evaluation["name"].rsplit("/", 1)[1]
+    life.get_model_evaluation_image_classification_sample(PROJECT, model_id, evaluation_id, api_endpoint=url)
+    out = capsys.readouterr().out
+    assert 'metrics_schema_uri: "gs://google-cloud-aiplatform/schema/modelevaluation/classification_metrics_1.0.0.yaml"' in out
+    assert re.search(r'key: "auPrc"\s+value \{\s+number_value: 1\b', out)
+
+    life.list_model_evaluation_slices_sample(PROJECT, model_id, evaluation_id, api_endpoint=url)
+    out = capsys.readouterr().out
+    assert out.count("model_evaluation_slice:") == 3
+    assert sorted(re.findall(r'dimension: "annotationSpec"\s+value: "(\w+)"', out)) == ["blue", "green", "red"]
+    slice_id = re.search(r"/slices/(\d+)", out)[1]
+    life.get_model_evaluation_slice_sample(PROJECT, model_id, evaluation_id, slice_id, api_endpoint=url)
+    assert 'dimension: "annotationSpec"' in capsys.readouterr().out
+
+    vertex_fake.gcs.create_bucket("exports")
+    life.export_model_sample(PROJECT, model_id, "gs://exports/edge/", api_endpoint=url)
+    out = capsys.readouterr().out
+    exported = re.search(r'artifact_output_uri: "(gs://exports/edge/model-\d+/tf-saved-model/'
+                         r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"', out)
+    assert exported and "export_model_response:" in out
+    assert vertex_fake.gcs.list(exported[1]) == [f"{exported[1]}/dict.txt", f"{exported[1]}/saved_model.pb"]
+
+    # Edge models are exported, not served ("You cannot use an Edge model in Vertex AI to serve
+    # predictions", export-edge-model docs): a CLOUD model goes to the endpoint.
+    cloud_job, cloud = train(ds)
+    endpoint = aiplatform.Endpoint.create(display_name="colours-endpoint")
+    cloud.deploy(endpoint=endpoint, min_replica_count=1, max_replica_count=1)
+    deployed_id = endpoint.list_models()[0].id
+    with pytest.raises(exceptions.BadRequest, match="deployed"):
+        life.delete_model_sample(PROJECT, cloud.name, api_endpoint=url)
+    with pytest.raises(exceptions.BadRequest, match="deployed"):
+        life.delete_endpoint_sample(PROJECT, endpoint.name, api_endpoint=url)
+    capsys.readouterr()
+
+    life.undeploy_model_sample(PROJECT, endpoint.name, deployed_id, api_endpoint=url)  # the v1beta1 surface
+    out = capsys.readouterr().out
+    assert "undeploy_model_response:" in out
+    assert any(r.path.startswith("/v1beta1/") and r.path.endswith(":undeployModel") for r in vertex_fake.requests)
+    assert "deployedModels" not in vertex_fake.state.endpoints[endpoint.name].resource
+    assert "deployedModels" not in vertex_fake.state.models[cloud.name].resource
+
+    life.delete_endpoint_sample(PROJECT, endpoint.name, api_endpoint=url)
+    for some_model in (model_id, cloud.name):
+        life.delete_model_sample(PROJECT, some_model, api_endpoint=url)
+    for pipeline in (pipeline_id, cloud_job.name):
+        life.delete_training_pipeline_sample(PROJECT, pipeline, api_endpoint=url)
+    life.delete_dataset_sample(PROJECT, ds.name, api_endpoint=url)
+    out = capsys.readouterr().out
+    for kind in ("endpoint", "model", "training_pipeline", "dataset"):
+        assert re.search(rf"Long running operation: projects/\S+/operations/\d+\ndelete_{kind}_response: \n", out), kind
+    assert vertex_fake.state.counts() == dict.fromkeys(vertex_fake.state.counts(), 0)
+    with pytest.raises(exceptions.NotFound):
+        life.get_model_sample(PROJECT, model_id, api_endpoint=url)
+    with pytest.raises(exceptions.NotFound):
+        life.delete_dataset_sample(PROJECT, ds.name, api_endpoint=url)
+
+
+def test_cancel_training_pipeline_sample(vertex_fake, vertex_images, capsys):
+    url = vertex_fake.url
+    ds = aiplatform.ImageDataset.create(display_name="colours", gcs_source=vertex_images.csv,
+                                        import_schema_uri=SINGLE)
+    vertex_fake.pipeline_seconds = 60
+    gapic.create_training_pipeline_image_classification_sample(PROJECT, "slow", ds.name, "slow-model",
+                                                               api_endpoint=url)
+    (pipeline_id,) = vertex_fake.state.pipelines
+    with pytest.raises(exceptions.BadRequest, match="cannot be deleted"):
+        life.delete_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+    capsys.readouterr()
+
+    life.cancel_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+    assert capsys.readouterr().out == "response: None\n"  # CancelTrainingPipeline answers Empty
+    life.get_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+    out = capsys.readouterr().out
+    assert "state: PIPELINE_STATE_CANCELLED" in out and "code: 1" in out and "model_id" not in out
+    with pytest.raises(exceptions.BadRequest, match="PIPELINE_STATE_CANCELLED"):
+        life.cancel_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+
+    life.delete_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+    assert not vertex_fake.state.pipelines and not vertex_fake.state.models
+    with pytest.raises(exceptions.NotFound):
+        life.get_training_pipeline_sample(PROJECT, pipeline_id, api_endpoint=url)
+
+
+def test_sdk_registry_evaluation_and_teardown(vertex_fake, vertex_images):
+    """The SDK's own readers and deleters, and the Model Registry samples, on a trained model."""
+    ds = sdk.create_and_import_dataset_image_sample(PROJECT, LOCATION, "colours", vertex_images.csv)
+    job, first = train(ds)
+    _, second = train(ds, model_display_name="toy-2")
+    assert [m.resource_name for m in aiplatform.Model.list(order_by="create_time desc")] == [
+        second.resource_name, first.resource_name]
+    assert [m.display_name for m in aiplatform.Model.list(order_by="display_name")] == ["toy", "toy-2"]
+    assert [m.name for m in aiplatform.Model.list(filter='display_name="toy-2"')] == [second.name]
+    with pytest.raises(exceptions.BadRequest):
+        aiplatform.Model.list(order_by="labels")
+
+    model = aiplatform.Model(first.name)
+    evaluation = model.get_model_evaluation()  # the first (only) one
+    (listed,) = model.list_model_evaluations()
+    assert evaluation.resource_name == listed.resource_name
+    by_id = model.get_model_evaluation(evaluation_id=evaluation.name)
+    assert by_id.metrics["auPrc"] == pytest.approx(evaluation.metrics["auPrc"])
+    with pytest.raises(exceptions.NotFound):
+        model.get_model_evaluation(evaluation_id="123")
+
+    info = sdk.get_model_version_info_sample(first.name, "1", PROJECT, LOCATION)
+    assert info.version_id == "1" and info.model_display_name == "toy"
+    assert info.model_resource_name == first.resource_name and "default" in info.version_aliases
+    (version,) = sdk.list_model_versions_sample(first.name, PROJECT, LOCATION)
+    assert version.version_id == "1" and version.model_resource_name == first.resource_name
+    with pytest.raises(exceptions.NotFound):
+        sdk.get_model_version_info_sample(first.name, "2", PROJECT, LOCATION)
+
+    endpoint = aiplatform.Endpoint.create(display_name="colours-endpoint")
+    first.deploy(endpoint=endpoint, traffic_percentage=100, min_replica_count=1, max_replica_count=1)
+    second.deploy(endpoint=endpoint, traffic_percentage=50, min_replica_count=1, max_replica_count=1)
+    assert sorted(endpoint.traffic_split.values()) == [50, 50]
+    endpoint.undeploy_all()
+    assert endpoint.list_models() == [] and not endpoint.traffic_split
+    endpoint.delete()
+    assert aiplatform.Endpoint.list() == []
+    with pytest.raises(exceptions.NotFound):
+        aiplatform.Endpoint(endpoint.name).list_models()  # the constructor defers the read
+
+    sdk.delete_model_sample(first.name, PROJECT, LOCATION)
+    second.delete()
+    assert aiplatform.Model.list() == []
+    job.delete()
+    ds.delete()
+    assert vertex_fake.state.counts() == {"datasets": 0, "pipelines": 1, "models": 0, "endpoints": 0,
+                                          "batch_jobs": 0}  # the second training's pipeline stays
 
 
 # (b) The high-level SDK flow a provider uses.

@@ -20,6 +20,12 @@ the Vertex AI docs). The bodies are unchanged: each sample's own
 an earlier `aiplatform.init(**fake.init_kwargs())`, because init only overwrites what it is given.
 The one edit: predict_image_classification_sample.py imports tensorflow without using it, and
 that import is left out.
+
+The Model Registry samples at the end come from `samples/model-builder/model_registry/`:
+`get_model_version_info_sample.py` (@ 27a4f8f6ec80bf65ad2e21f3cfd5179a51279d85),
+`list_model_versions_with_model_registry_sample.py` (@ 054c94a35f16ef0047d64ff8c0e9e05319129fc1; its
+function is named list_model_versions_sample) and `delete_model_sample.py`
+(@ 56fa26cbbd4942edc35044504bc39bdbff2f2077).
 """
 # ruff: noqa  (Google's code, kept as published)
 import base64
@@ -235,3 +241,89 @@ def create_batch_prediction_job_sample(
 
 
 #  [END aiplatform_sdk_create_batch_prediction_job_sample]
+
+
+# [START aiplatform_model_registry_get_model_version_info_sample]
+
+def get_model_version_info_sample(model_id: str, version_id: str, project: str, location: str):
+    """
+    Get model version info.
+    Args:
+        model_id: The ID of the model.
+        version_id: The ID of the model version.
+        project: The project name.
+        location: The location name.
+    Returns:
+        The model version info.
+    """
+
+    # Initialize the client.
+    aiplatform.init(project=project, location=location)
+
+    # Initialize the model registry with the ID 'model_id'.The parent_name of create method can be also
+    # 'projects/<your-project-id>/locations/<your-region>/models/<your-model-id>'
+    model_registry = aiplatform.models.ModelRegistry(model=model_id)
+
+    # Get model version info.
+    model_version_info = model_registry.get_version_info(version=version_id)
+
+    return model_version_info
+
+
+# [END aiplatform_model_registry_get_model_version_info_sample]
+
+
+# [START aiplatform_model_registry_list_model_versions_with_model_registry_sample]
+
+
+def list_model_versions_sample(model_id: str, project: str, location: str):
+    """
+    List all model versions of a model.
+    Args:
+        model_id: The ID of the model to list. Parent resource name of the model is also accepted.
+        project: The project.
+        location: The location.
+    Returns:
+        versions: List of model versions.
+    """
+    # Initialize the client.
+    aiplatform.init(project=project, location=location)
+
+    # Initialize the model registry with the ID 'model_id'.The parent_name of create method can be also
+    # 'projects/<your-project-id>/locations/<your-region>/models/<your-model-id>'
+    model_registry = aiplatform.models.ModelRegistry(model=model_id)
+
+    # List all model versions of the model.
+    versions = model_registry.list_versions()
+
+    return versions
+
+
+# [END aiplatform_model_registry_list_model_versions_with_model_registry_sample]
+
+
+# [START aiplatform_model_registry_delete_model_sample]
+
+
+def delete_model_sample(model_id: str, project: str, location: str):
+    """
+    Delete a Model resource.
+    Args:
+        model_id: The ID of the model to delete. Parent resource name of the model is also accepted.
+        project: The project.
+        location: The region name.
+    Returns
+        None.
+    """
+    # Initialize the client.
+    aiplatform.init(project=project, location=location)
+
+    # Get the model with the ID 'model_id'. The parent_name of Model resource can be also
+    # 'projects/<your-project-id>/locations/<your-region>/models/<your-model-id>'
+    model = aiplatform.Model(model_name=model_id)
+
+    # Delete the model.
+    model.delete()
+
+
+# [END aiplatform_model_registry_delete_model_sample]

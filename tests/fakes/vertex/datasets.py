@@ -12,7 +12,7 @@ import io
 import json
 
 from tests.fakes.toymodel import is_image
-from tests.fakes.vertex.state import ApiError, DataItem, Dataset, matches_filter, now, page
+from tests.fakes.vertex.state import ApiError, DataItem, Dataset, matches_filter, now, ordered, page
 
 SCHEMA = "gs://google-cloud-aiplatform/schema/dataset/"
 IMAGE_METADATA = SCHEMA + "metadata/image_1.0.0.yaml"
@@ -62,7 +62,7 @@ def read(fake, req, m):
 def list_(fake, req, m):
     found = [d.resource for d in fake.state.datasets.values()
              if matches_filter(d.resource, req.query.get("filter"))]
-    return page(found, req.query, "datasets")
+    return page(ordered(found, req.query), req.query, "datasets")
 
 
 def delete(fake, req, m):

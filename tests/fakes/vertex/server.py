@@ -14,9 +14,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.fakes.vertex import datasets, serving, training
 from tests.fakes.vertex.gcs import Gcs
-from tests.fakes.vertex.state import CODES, HTTP_TO_CODE, ApiError, State
+from tests.fakes.vertex.state import CODES, HTTP_TO_CODE, V1, ApiError, State
 
-PROJECT_PATH = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+# v1 and v1beta1 share the resources and their JSON; only the `@type` of an Any names the surface.
+PROJECT_PATH = r"/(?P<api>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 
 
 @dataclass
@@ -129,7 +130,7 @@ class FakeVertex:
         self._routes = [(method, re.compile(pattern), handler) for method, pattern, handler in
                         self.gcs.routes() + datasets.routes(PROJECT_PATH)
                         + training.routes(PROJECT_PATH) + serving.routes(PROJECT_PATH)
-                        + [("GET", r"/(?:ui|v1)/(?P<name>projects/[^:]+/operations/[^/:]+)",
+                        + [("GET", r"/(?:ui|v1|v1beta1)/(?P<name>projects/[^:]+/operations/[^/:]+)",
                             self._get_operation)]]
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -211,7 +212,8 @@ class FakeVertex:
         return Response(status, body, dict(headers or {}))
 
     def _get_operation(self, fake, req, m):
-        return self.state.poll(m["name"])
+        resource = self.state.poll(m["name"])
+        return _retype(resource, self.state.operations[m["name"]].api)
 
     def handle(self, req: Request) -> Response:
         logged = Logged(req.method, req.path, req.query, _loggable(req))
@@ -256,6 +258,11 @@ class FakeVertex:
                                                 + self.crashes[-1].splitlines()[-1]))
             if isinstance(result, Response):
                 return result
+            if groups.get("api", "v1") != "v1":
+                op = self.state.operations.get(result.get("name", "")) if isinstance(result, dict) else None
+                if op is not None:  # its later polls arrive under /ui/, which names no surface
+                    op.api = groups["api"]
+                result = _retype(result, groups["api"])
             return Response(200, json.dumps(result).encode(),
                             {"Content-Type": "application/json; charset=UTF-8"})
         self.unhandled.append(f"{req.method} {req.path}")
@@ -269,6 +276,13 @@ class FakeVertex:
         if location and location != self.state.location:
             raise ApiError("INVALID_ARGUMENT", f"Location {location} is not served by this fake "
                                                f"(it serves {self.state.location}).")
+
+
+def _retype(body: object, api: str) -> object:
+    """`body` as the `api` surface spells it: the Any types it holds say `...aiplatform.{api}.`."""
+    if api == "v1":
+        return body
+    return json.loads(json.dumps(body).replace('"' + V1, f'"{V1[:-3]}{api}.'))
 
 
 def _loggable(req: Request) -> object:

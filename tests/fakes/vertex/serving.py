@@ -9,7 +9,7 @@ import time
 
 from tests.fakes.toymodel import is_image
 from tests.fakes.vertex import training
-from tests.fakes.vertex.state import ApiError, BatchJob, Endpoint, Model, matches_filter, now, page
+from tests.fakes.vertex.state import ApiError, BatchJob, Endpoint, Model, matches_filter, now, ordered, page
 
 MAX_PAYLOAD = 1.5 * 1024 * 1024  # AutoML image online prediction refuses bigger requests
 JOB_RUNNING = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
@@ -52,7 +52,7 @@ def read_endpoint(fake, req, m):
 def list_endpoints(fake, req, m):
     found = [e.resource for e in fake.state.endpoints.values()
              if matches_filter(e.resource, req.query.get("filter"))]
-    return page(found, req.query, "endpoints")
+    return page(ordered(found, req.query), req.query, "endpoints")
 
 
 def delete_endpoint(fake, req, m):

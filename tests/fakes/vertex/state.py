@@ -110,6 +110,7 @@ class Operation:
     resource: dict
     polls_left: int
     outcome: dict  # {"response": ...} or {"error": ...}, revealed once polls_left reaches 0
+    api: str = "v1"  # the surface that started it: its Any types are spelt for that one
 
 
 class State:
@@ -190,6 +191,32 @@ def page(items: list[dict], query: dict, key: str) -> dict:
     if start + size < len(items):
         body["nextPageToken"] = str(start + size)
     return body
+
+
+ORDERABLE = ("display_name", "create_time", "update_time")
+
+
+def ordered(items: list[dict], query: dict, fields: tuple[str, ...] = ORDERABLE) -> list[dict]:
+    """`items` sorted by the request's `orderBy` ("display_name, create_time desc"), as List calls
+    that take one do; without it, in the order they were made."""
+    expression = (query.get("orderBy") or "").strip()
+    if not expression:
+        return items
+    keys = []
+    for term in expression.split(","):
+        words = term.split()
+        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise ApiError("INVALID_ARGUMENT", f"Invalid order_by: {expression!r}.")
+        snake = re.sub(r"([A-Z])", lambda c: "_" + c.group(1).lower(), words[0])
+        if snake not in fields:
+            raise ApiError("INVALID_ARGUMENT", f"Unsupported order_by field {words[0]!r}; supported: "
+                                               f"{', '.join(fields)}.")
+        keys.append((re.sub(r"_(\w)", lambda c: c.group(1).upper(), snake),
+                     len(words) == 2 and words[1].lower() == "desc"))
+    result = list(items)
+    for camel, descending in reversed(keys):  # stable sorts, least significant key first
+        result.sort(key=lambda r: str(r.get(camel, "")), reverse=descending)
+    return result
 
 
 _TERM = re.compile(r'^\s*([\w.\-/]+)\s*=\s*"?([^"]*?)"?\s*$')

@@ -14,7 +14,7 @@ import time
 from tests.fakes.toymodel import ToyModel
 from tests.fakes.vertex import datasets
 from tests.fakes.vertex.evaluation import METRICS_SCHEMA, classification_metrics, label_slice
-from tests.fakes.vertex.state import ApiError, Model, Pipeline, matches_filter, now, page
+from tests.fakes.vertex.state import ApiError, Model, Pipeline, matches_filter, now, ordered, page
 
 DEFINITION = "gs://google-cloud-aiplatform/schema/trainingjob/definition/automl_image_classification_1.0.0.yaml"
 PREDICT = "gs://google-cloud-aiplatform/schema/predict/"
@@ -240,7 +240,14 @@ def read_model(fake, req, m):
 def list_models(fake, req, m):
     found = [x.resource for x in fake.state.models.values()
              if matches_filter(x.resource, req.query.get("filter"))]
-    return page(found, req.query, "models")
+    return page(ordered(found, req.query), req.query, "models")
+
+
+def list_versions(fake, req, m):
+    """ListModelVersions: every model here has its one version, "1"; names carry no "@version"."""
+    model = get_model(fake, m["id"])
+    found = [model.resource] if matches_filter(model.resource, req.query.get("filter")) else []
+    return page(ordered(found, req.query, ("create_time", "update_time")), req.query, "models")
 
 
 def delete_model(fake, req, m):
@@ -267,7 +274,8 @@ def export_model(fake, req, m):
     prefix = (config.get("artifactDestination") or {}).get("outputUriPrefix")
     if not prefix:
         raise ApiError("INVALID_ARGUMENT", "output_config.artifact_destination is required.")
-    stamp = now().replace(":", "").replace("-", "").split(".")[0]
+    # As the edge-export docs show it: {prefix}/model-MODEL_ID/EXPORT_FORMAT/YYYY-MM-DDThh:mm:ss.sssZ
+    stamp = now()[:23] + "Z"
     out_dir = f"{prefix.rstrip('/')}/model-{m['id']}/{fmt}/{stamp}"
     error = None
     try:
@@ -321,6 +329,7 @@ def routes(p: str):
         ("POST", rf"{tp}:cancel", cancel_pipeline),
         ("GET", rf"{p}/models", list_models),
         ("GET", md, read_model),
+        ("GET", rf"{p}/models/(?P<id>[^/:@]+):listVersions", list_versions),
         ("DELETE", md, delete_model),
         ("POST", rf"{md}:export", export_model),
         ("GET", rf"{md}/evaluations", list_evaluations),
