@@ -65,9 +65,14 @@ def export_iteration(fake, req, project_id, iteration_id):
     flavor = req.arg("flavor")
     flavors = [f for f in EXPORT_FLAVORS[platform] if f]
     flavor = canonical(flavor, flavors, "BadRequestExportValidationFailed", f"{platform} flavor")
+    # Once queued, an export of this platform and flavor stays: asking again, even after it is Done,
+    # fails (Microsoft Learn, "Export a model programmatically": "If you've already exported a
+    # particular iteration, you cannot call the export_iteration method again"; the service's message
+    # is "<iteration id> is already queued for export", Azure/azure-sdk-for-python#23922). A Failed
+    # one may be retried.
     same = [e for e in iteration.exports if e.platform == platform and e.flavor == flavor]
-    if any(e.status == "Exporting" for e in same):
-        raise bad_request("BadRequestExportAlreadyInProgress", f"A {platform} export is already in progress.")
+    if any(e.status in ("Exporting", "Done") for e in same):
+        raise bad_request("BadRequestExportAlreadyInProgress", f"{iteration.id} is already queued for export")
     iteration.exports = [e for e in iteration.exports if e not in same]
     export = Export(platform, flavor, new_id(), time.time() + fake.export_seconds,
                     _export_zip(project, iteration, platform, flavor))
