@@ -1,14 +1,21 @@
 """Managed online endpoints and deployments, their keys and logs, and the scoring URI that answers
-like an AutoML image model: [{"probs": [...], "labels": [...]}] per image, labels in the model's order.
+like an AutoML image model: [{"probs": [...], "labels": [...]}] per image, labels in the model's order,
+plus "visualizations"/"attributions" when an image asks for model_explainability. Live traffic, mirrored
+traffic and the deployment header route requests as the service documents; each deployment's logs end
+with an access line per request it scored.
 """
 from __future__ import annotations
 
 import base64
+import io
 import json
 import random
 import secrets
 import threading
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from .http import Request, Response, error, not_found
 from .state import start_operation
@@ -46,13 +53,27 @@ def get_endpoint(fake: Any, request: Request, match: Any) -> Response:
     return Response(200, found) if found else not_found("Online endpoint", match["endpoint"])
 
 
-def _check_traffic(fake: Any, endpoint: str, traffic: dict[str, int]) -> str | None:
-    for name in traffic:
+def _check_traffic(fake: Any, endpoint: str, traffic: dict[str, int], mirror: dict[str, int]) -> str | None:
+    """The service's rules for live and mirrored traffic (how-to-safely-rollout-managed-endpoints): live
+    traffic adds up to 0 or 100; mirroring goes to one deployment only, at most 50%, and never to a
+    deployment that also takes live traffic."""
+    for name in [*traffic, *mirror]:
         if (endpoint, name) not in fake.state.deployments:
             return f"Deployment {name} does not exist in endpoint {endpoint}; traffic cannot be routed to it."
-    total = sum(int(v) for v in traffic.values())
-    if traffic and total != 100:
-        return f"Traffic allocation for endpoint {endpoint} must sum to 100, not {total}."
+    if any(v < 0 or v > 100 for v in [*traffic.values(), *mirror.values()]):
+        return f"Traffic values for endpoint {endpoint} must be between 0 and 100."
+    total = sum(traffic.values())
+    if total not in (0, 100):
+        return f"Traffic allocation for endpoint {endpoint} must sum to 0 or 100, not {total}."
+    mirrored = {name: v for name, v in mirror.items() if v > 0}
+    if len(mirrored) > 1:
+        return f"Mirror traffic can be sent to only one deployment of endpoint {endpoint}, not {sorted(mirrored)}."
+    for name, value in mirrored.items():
+        if value > 50:
+            return f"Mirror traffic to deployment {name} is {value}%; at most 50% can be mirrored."
+        if traffic.get(name, 0) > 0:
+            return (f"Deployment {name} receives live traffic ({traffic[name]}%); a deployment can receive live "
+                    "traffic or mirrored traffic, not both.")
     return None
 
 
@@ -67,12 +88,13 @@ def put_endpoint(fake: Any, request: Request, match: Any) -> Response:
         return error(409, "UserError", f"Endpoint {name} is {existing['properties']['provisioningState']}; "
                      "wait for that operation to finish.", inner="Conflict")
     traffic = {k: int(v) for k, v in (props.get("traffic") or {}).items()}
-    problem = _check_traffic(fake, name, traffic)
+    mirror = {k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items()}
+    problem = _check_traffic(fake, name, traffic, mirror)
     if problem:
         return error(400, "UserError", problem, inner="BadArgument")
     ws = fake.workspace
     props.update({
-        "traffic": traffic, "mirrorTraffic": props.get("mirrorTraffic") or {},
+        "traffic": traffic, "mirrorTraffic": mirror,
         "scoringUri": f"{ws.base_url}/endpoints/{name}/score",          # real: https://{name}.{region}.inference.ml.azure.com/score
         "swaggerUri": f"{ws.base_url}/endpoints/{name}/swagger.json",
         "publicNetworkAccess": props.get("publicNetworkAccess") or "Enabled",
@@ -116,6 +138,7 @@ def delete_endpoint(fake: Any, request: Request, match: Any) -> Response:
             fake.state.endpoint_keys.pop(name, None)
             for key in [k for k in fake.state.deployments if k[0] == name]:
                 fake.state.deployments.pop(key)
+                fake.state.scoring_log.pop(key, None)
 
     return start_operation(fake, request, finish, status=202, location=True)
 
@@ -214,6 +237,11 @@ def delete_deployment(fake: Any, request: Request, match: Any) -> Response:
     def finish() -> None:
         with fake.state.lock:
             fake.state.deployments.pop((endpoint, name), None)
+            fake.state.scoring_log.pop((endpoint, name), None)
+            # the endpoint forgets the deployment's (zero) live and mirror shares
+            props = (fake.state.endpoints.get(endpoint) or {}).get("properties") or {}
+            for key in ("traffic", "mirrorTraffic"):
+                (props.get(key) or {}).pop(name, None)
 
     return start_operation(fake, request, finish, status=202, location=True)
 
@@ -226,18 +254,77 @@ def get_logs(fake: Any, request: Request, match: Any) -> Response:
               "ModelDownload: Succeeded, UserContainerStart: Succeeded"),
              (f"Deployment {match['name']} on {found['properties'].get('instanceType')} "
               f"x{found['sku'].get('capacity', 1)}: model {found['properties'].get('model')}"),
-             "Scoring server listening on port 5001"]
+             "Scoring server listening on port 5001",
+             *fake.state.scoring_log.get((match["endpoint"], match["name"]), [])]
     tail = int((request.json() or {}).get("tail") or len(lines))
     return Response(200, {"content": "\n".join(lines[-tail:]) + "\n"})
 
 
 # -- scoring ---------------------------------------------------------------------------------
 
-def _decode_image(item: Any) -> bytes:
-    """An image as AutoML's scoring script takes it: base64 text, or a JSON string with image_base64."""
+XAI_ALGORITHMS = ("xrai", "integrated_gradients", "guided_gradcam", "guided_backprop")
+
+
+def _decode_image(item: Any) -> tuple[bytes, dict | None]:
+    """An image as AutoML's scoring script takes it: base64 text, or a JSON string with image_base64 (and,
+    for explanations, model_explainability + xai_parameters). Returns (image, xai parameters or None)."""
+    xai = None
     if isinstance(item, str) and item.lstrip().startswith("{"):
-        item = json.loads(item).get("image_base64", "")
-    return base64.b64decode(item)
+        request = json.loads(item)
+        item = request.get("image_base64", "")
+        if request.get("model_explainability"):
+            xai = {"xai_algorithm": "xrai", "visualizations": True, "attributions": False,
+                   "confidence_score_threshold_multilabel": 0.5, **(request.get("xai_parameters") or {})}
+            if xai["xai_algorithm"] not in XAI_ALGORITHMS:
+                raise ValueError(f"xai_algorithm {xai['xai_algorithm']!r} is not one of {XAI_ALGORITHMS}")
+    return base64.b64decode(item), xai
+
+
+def _explain(image: bytes, label_rgb: tuple[float, float, float]) -> tuple[str, list]:
+    """A stand-in explanation for one class: a PNG heat map of how close each pixel is to the class's mean
+    colour (base64), and the per-channel attributions [3][H][W] behind it."""
+    with Image.open(io.BytesIO(image)) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    closeness = 1.0 - np.abs(pixels - np.asarray(label_rgb, dtype=np.float32))          # H x W x 3
+    heat = (closeness.mean(axis=2) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(np.stack([heat, np.zeros_like(heat), 255 - heat], axis=2), "RGB").save(buf, "PNG")
+    attributions = np.round(closeness.transpose(2, 0, 1) - 0.5, 4).tolist()
+    return base64.b64encode(buf.getvalue()).decode(), attributions
+
+
+def _label_colours(model: Any) -> dict[str, tuple[float, float, float]]:
+    """Each label's mean colour, read back from the toy model's 8x8 thumbnail centroid."""
+    colours = {}
+    for label, centroid in zip(model.labels, model.centroids if model.centroids is not None else []):
+        thumb = np.asarray(centroid[:192]).reshape(64, 3)
+        norm = float(np.abs(thumb).max()) or 1.0
+        colours[label] = tuple(float(c) for c in thumb.mean(axis=0) / norm)
+    return colours
+
+
+def _score_one(model: Any, item: Any) -> dict:
+    image, xai = _decode_image(item)
+    scores = model.predict(image)
+    result: dict[str, Any] = {"probs": [scores[label] for label in model.labels], "labels": list(model.labels)}
+    if xai is None:
+        return result
+    # AutoML explains the top class (multi-class) or every class scoring above
+    # confidence_score_threshold_multilabel (multi-label, then both keys are lists)
+    if model.multilabel:
+        threshold = float(xai["confidence_score_threshold_multilabel"])
+        chosen = [label for label in model.labels if scores[label] > threshold]
+    else:
+        chosen = [max(model.labels, key=scores.get)] if model.labels else []
+    colours = _label_colours(model)
+    explained = [_explain(image, colours[label]) for label in chosen]
+    if xai.get("visualizations", True):
+        pngs = [v for v, _ in explained]
+        result["visualizations"] = pngs if model.multilabel else (pngs[0] if pngs else None)
+    if xai.get("attributions", False):
+        attributions = [a for _, a in explained]
+        result["attributions"] = attributions if model.multilabel else (attributions[0] if attributions else None)
+    return result
 
 
 def score(fake: Any, request: Request) -> Response:
@@ -257,7 +344,8 @@ def score(fake: Any, request: Request) -> Response:
         if (name, deployment) not in fake.state.deployments:
             return Response(404, f"Deployment {deployment} not found in endpoint {name}.",
                             {"Content-Type": "text/plain"})
-    else:
+    mirror_to = None
+    if not deployment:
         live = [(d, w) for d, w in (props.get("traffic") or {}).items() if w > 0]
         if not live:
             return Response(404, "No valid deployments to route to. Please check that the endpoint has at least "
@@ -265,13 +353,23 @@ def score(fake: Any, request: Request) -> Response:
                             "route.", {"Content-Type": "text/plain"})
         with _pick_lock:
             deployment = _pick.choices([d for d, _ in live], weights=[w for _, w in live])[0]
-    model = find_model(fake, fake.state.deployments[(name, deployment)]["properties"]["model"])
-    results = []
+            # only traffic the endpoint routes itself is mirrored, never a request naming its deployment
+            mirror_to = next((d for d, w in (props.get("mirrorTraffic") or {}).items()
+                              if w > 0 and _pick.random() * 100 < w), None)
+    status, body = _score(fake, name, deployment, request)
+    if mirror_to and (name, mirror_to) in fake.state.deployments:
+        _score(fake, name, mirror_to, request, mirrored=True)      # the client never sees this answer
+    return Response(status, body, {"azureml-model-deployment": deployment})
+
+
+def _score(fake: Any, endpoint: str, deployment: str, request: Request, mirrored: bool = False) -> tuple[int, Any]:
+    model = find_model(fake, fake.state.deployments[(endpoint, deployment)]["properties"]["model"])
     try:
-        for item in (request.json() or {})["input_data"]["data"]:
-            scores = model.predict(_decode_image(item))
-            results.append({"probs": [scores[label] for label in model.labels], "labels": list(model.labels)})
+        status, body = 200, [_score_one(model, item) for item in (request.json() or {})["input_data"]["data"]]
     except (ValueError, KeyError, TypeError, OSError) as exc:  # bad JSON, bad base64, not an image
-        return Response(400, {"error": "Expected {'input_data': {'columns': ['image'], 'data': [<base64 image>, "
-                              f"...]}}: {exc!r}"}, {"azureml-model-deployment": deployment})
-    return Response(200, results, {"azureml-model-deployment": deployment})
+        status, body = 400, {"error": "Expected {'input_data': {'columns': ['image'], 'data': [<base64 image>, "
+                                      f"...]}}: {exc!r}"}
+    with fake.state.lock:
+        fake.state.scoring_log.setdefault((endpoint, deployment), []).append(
+            f"POST /score {status}{' (mirrored)' if mirrored else ''}")
+    return status, body

@@ -58,6 +58,8 @@ class State:
     endpoints: dict[str, dict] = field(default_factory=dict)
     deployments: dict[tuple[str, str], dict] = field(default_factory=dict)
     endpoint_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    # what each deployment has scored, (endpoint, deployment) -> access-log lines: get_logs shows them
+    scoring_log: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
