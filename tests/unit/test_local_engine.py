@@ -22,7 +22,7 @@ from imgcls.providers.local import train as train_mod
 from imgcls.providers.local.export import export_onnx, load_model
 from imgcls.providers.local.model import Head, accuracy, fit_temperature
 from imgcls.providers.local.predict import OnnxClassifier
-from imgcls.providers.local.preprocess import Preprocessing, load_image, to_array
+from imgcls.providers.local.preprocess import Preprocessing, load_image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flowers-sample"
 LABELS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
@@ -83,8 +83,9 @@ def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path):
         load_image(bad)
 
 
-def test_to_array_crops_and_normalises():
-    arr = to_array(Image.new("RGB", (300, 200), (255, 0, 127)), 64, (0.5,) * 3, (0.5,) * 3)
+def test_apply_crops_and_normalises():
+    prep = Preprocessing(size=64, resize=73, mean=(0.5,) * 3, std=(0.5,) * 3)
+    arr = prep.apply(Image.new("RGB", (300, 200), (255, 0, 127)))
     assert arr.shape == (3, 64, 64) and arr.dtype == np.float32
     assert np.allclose(arr[:, 32, 32], [1.0, -1.0, 127 / 127.5 - 1], atol=1e-2)
 

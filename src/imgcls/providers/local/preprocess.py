@@ -48,12 +48,18 @@ class Preprocessing:
                    std=tuple(data["std"]), layout=data.get("layout", "NCHW"))
 
     def apply(self, img: Image.Image) -> np.ndarray:
-        return to_array(img, self.size, self.mean, self.std, resize=self.resize)
+        """A decoded image as the network's input: (3, size, size) float32."""
+        return normalize(self.pixels(img), self.mean, self.std)
+
+    def pixels(self, img: Image.Image) -> np.ndarray:
+        """A decoded image as the model sees it before normalising: shorter side resized to `resize`,
+        center crop `size`, HWC uint8. The one place this geometry is written: training's validation
+        crops, INT8 calibration and prediction must agree on it."""
+        return np.asarray(center_crop(resize_shorter(img, self.resize), self.size), dtype=np.uint8)
 
     def crop(self, path) -> np.ndarray:
-        """The image at `path` as the model sees it before normalising: HWC uint8, resized and center-cropped."""
-        img = load_image(path, draft_size=self.resize)
-        return np.asarray(center_crop(resize_shorter(img, self.resize), self.size), dtype=np.uint8)
+        """`pixels` of the image at `path` (decoded at draft size)."""
+        return self.pixels(load_image(path, draft_size=self.resize))
 
 
 def load_image(path_or_bytes, draft_size: int | None = None) -> Image.Image:
@@ -117,12 +123,6 @@ def normalize(pixels: np.ndarray, mean, std) -> np.ndarray:
     shift = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
     out = pixels.astype(np.float32) * scale - shift
     return np.ascontiguousarray(out.transpose(2, 0, 1))
-
-
-def to_array(img: Image.Image, size: int, mean, std, resize: int | None = None) -> np.ndarray:
-    """Resize the shorter side to `resize` (default size*8/7), center-crop `size`, normalise: (3,H,W)."""
-    img = center_crop(resize_shorter(img, resize or round(size * 8 / 7)), size)
-    return normalize(np.asarray(img, dtype=np.uint8), mean, std)
 
 
 def batches(pool, fn, items, size: int):
