@@ -395,7 +395,7 @@ def test_server_errors(customvision_clients, customvision_fake):
 EXPORT_SAMPLE = Path(__file__).parent / "samples" / "customvision_export_model.py"
 LAB_TRAIN = Path(__file__).parent / "samples" / "customvision_mslearn_train_classifier.py"
 LAB_TEST = Path(__file__).parent / "samples" / "customvision_mslearn_test_classifier.py"
-APPLE, BANANA, ORANGE = (200, 30, 40), (235, 225, 60), (245, 140, 20)
+FRUITS = {"apple": (200, 30, 40), "banana": (235, 225, 60), "orange": (245, 140, 20)}  # tag -> colour
 
 
 @pytest.fixture
@@ -438,89 +438,87 @@ def write_images(folder: Path, colour, seeds) -> None:
         (folder / f"IMG_{seed}.jpg").write_bytes(jpeg(colour, seed))
 
 
-def test_mslearn_lab_trains_more_images_and_classifies(tmp_path, monkeypatch, capsys, sleeps, lab_shell):
-    fake = FakeCustomVision(training_key="k1", prediction_key="k2", train_seconds=0).start()
-    try:
-        trainer = CustomVisionTrainingClient(fake.url, ApiKeyCredentials(in_headers={"Training-key": "k1"}))
-        # The lab's portal steps: a Multiclass project in the Food domain, 15 images per fruit, trained.
-        food = next(d.id for d in trainer.get_domains() if d.name == "Food")
-        project = trainer.create_project("Classify Fruit", description="Image classification for fruit",
-                                         domain_id=food, classification_type="Multiclass")
-        entries = []
-        for i, (name, colour) in enumerate((("apple", APPLE), ("banana", BANANA), ("orange", ORANGE))):
-            tag = trainer.create_tag(project.id, name)
-            entries += [ImageFileCreateEntry(name=f"{name}{s}.jpg", contents=jpeg(colour, 1000 * i + s),
-                                             tag_ids=[tag.id]) for s in range(15)]
-        assert trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries)).is_batch_successful
-        first = wait_trained(trainer, project.id, trainer.train_project(project.id).id)
-        assert first.status == "Completed"
+def test_mslearn_lab_trains_more_images_and_classifies(customvision_fake, customvision_clients, tmp_path,
+                                                      monkeypatch, capsys, sleeps, lab_shell):
+    fake, (trainer, _) = customvision_fake, customvision_clients
+    fake.train_seconds = 0  # the lab polls every 5 s (not slept here): one poll finds it done
+    # The lab's portal steps: a Multiclass project in the Food domain, 15 images per fruit, trained.
+    food = next(d.id for d in trainer.get_domains() if d.name == "Food")
+    project = trainer.create_project("Classify Fruit", description="Image classification for fruit",
+                                     domain_id=food, classification_type="Multiclass")
+    entries = []
+    for i, (name, colour) in enumerate(FRUITS.items()):
+        tag = trainer.create_tag(project.id, name)
+        entries += [ImageFileCreateEntry(name=f"{name}{s}.jpg", contents=jpeg(colour, 1000 * i + s),
+                                         tag_ids=[tag.id]) for s in range(15)]
+    assert trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries)).is_batch_successful
+    first = wait_trained(trainer, project.id, trainer.train_project(project.id).id)
+    assert first.status == "Completed"
 
-        # python train-classifier.py, from its folder with its .env and more-training-images/<tag>/.
-        train_dir = tmp_path / "train-classifier"
-        for i, (name, colour) in enumerate((("apple", APPLE), ("banana", BANANA), ("orange", ORANGE))):
-            write_images(train_dir / "more-training-images" / name, colour, range(500 + 10 * i, 505 + 10 * i))
-        (train_dir / ".env").write_text(f"TrainingEndpoint={fake.url}\nTrainingKey=k1\nProjectID={project.id}\n")
-        monkeypatch.chdir(train_dir)
-        runpy.run_path(str(LAB_TRAIN), run_name="__main__")
-        out = capsys.readouterr().out
-        assert out.splitlines() == ["Uploading images...", "apple", "banana", "orange", "Training ...",
-                                    "Completed ...", "Model trained!"]
-        assert sleeps == [5]
-        state = fake.state.projects[project.id]
-        assert len(state.images) == 60
-        second = [it for it in state.iterations.values() if it.id != first.id]
-        assert [(it.name, it.status, len(it.examples)) for it in second] == [("Iteration 2", "Completed", 60)]
+    # python train-classifier.py, from its folder with its .env and more-training-images/<tag>/.
+    train_dir = tmp_path / "train-classifier"
+    for i, (name, colour) in enumerate(FRUITS.items()):
+        write_images(train_dir / "more-training-images" / name, colour, range(500 + 10 * i, 505 + 10 * i))
+    (train_dir / ".env").write_text(
+        f"TrainingEndpoint={fake.url}\nTrainingKey={fake.training_key}\nProjectID={project.id}\n")
+    monkeypatch.chdir(train_dir)
+    runpy.run_path(str(LAB_TRAIN), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["Uploading images...", "apple", "banana", "orange", "Training ...",
+                                "Completed ...", "Model trained!"]
+    assert sleeps == [5]
+    state = fake.state.projects[project.id]
+    assert len(state.images) == 60
+    second = [it for it in state.iterations.values() if it.id != first.id]
+    assert [(it.name, it.status, len(it.examples)) for it in second] == [("Iteration 2", "Completed", 60)]
 
-        # The portal publishes the new iteration as fruit-classifier; python test-classifier.py.
-        trainer.publish_iteration(project.id, second[0].id, "fruit-classifier", fake.prediction_resource_id)
-        test_dir = tmp_path / "test-classifier"
-        for n, colour in ((1, APPLE), (2, BANANA), (3, ORANGE)):
-            (test_dir / "test-images").mkdir(parents=True, exist_ok=True)
-            (test_dir / "test-images" / f"IMG_TEST_{n}.jpg").write_bytes(jpeg(colour, 9000 + n))
-        (test_dir / ".env").write_text(
-            "# Easiest way to find these details is by clicking on Prediction URL under Performance\n"
-            f"PredictionEndpoint={fake.url}\nPredictionKey=k2\nProjectID={project.id}\nModelName=fruit-classifier\n")
-        monkeypatch.chdir(test_dir)
-        runpy.run_path(str(LAB_TEST), run_name="__main__")
-        matches = [re.fullmatch(r"(\S+) : (\w+) \((\d+)%\)", line) for line in capsys.readouterr().out.splitlines()]
-        assert all(matches), matches  # nothing else printed (the lab prints any exception and goes on)
-        found = {m.groups()[:2] for m in matches}
-        assert found == {("IMG_TEST_1.jpg", "apple"), ("IMG_TEST_2.jpg", "banana"), ("IMG_TEST_3.jpg", "orange")}
-        assert len(state.predictions) == 3  # classify_image stores each prediction
-        assert lab_shell == ["clear", "clear"]
-    finally:
-        fake.stop()
+    # The portal publishes the new iteration as fruit-classifier; python test-classifier.py.
+    trainer.publish_iteration(project.id, second[0].id, "fruit-classifier", fake.prediction_resource_id)
+    test_dir = tmp_path / "test-classifier"
+    (test_dir / "test-images").mkdir(parents=True)
+    for n, colour in enumerate(FRUITS.values(), start=1):
+        (test_dir / "test-images" / f"IMG_TEST_{n}.jpg").write_bytes(jpeg(colour, 9000 + n))
+    (test_dir / ".env").write_text(
+        "# Easiest way to find these details is by clicking on Prediction URL under Performance\n"
+        f"PredictionEndpoint={fake.url}\nPredictionKey={fake.prediction_key}\nProjectID={project.id}\n"
+        "ModelName=fruit-classifier\n")
+    monkeypatch.chdir(test_dir)
+    runpy.run_path(str(LAB_TEST), run_name="__main__")
+    matches = [re.fullmatch(r"(\S+) : (\w+) \((\d+)%\)", line) for line in capsys.readouterr().out.splitlines()]
+    assert all(matches), matches  # nothing else printed (the lab prints any exception and goes on)
+    found = {m.groups()[:2] for m in matches}
+    assert found == {("IMG_TEST_1.jpg", "apple"), ("IMG_TEST_2.jpg", "banana"), ("IMG_TEST_3.jpg", "orange")}
+    assert len(state.predictions) == 3  # classify_image stores each prediction
+    assert lab_shell == ["clear", "clear"]
 
 
-def test_export_howto_downloads_the_onnx_package_once(tmp_path, monkeypatch, capsys, sleeps):
-    fake = FakeCustomVision(training_key="k1", prediction_key="k2", train_seconds=0, export_seconds=0).start()
-    try:
-        trainer = CustomVisionTrainingClient(fake.url, ApiKeyCredentials(in_headers={"Training-key": "k1"}))
-        project, _, _ = make_project(trainer, domain_id=GENERAL_COMPACT)
-        iteration = wait_trained(trainer, project.id, trainer.train_project(project.id).id)
-        monkeypatch.setenv("VISION_TRAINING_ENDPOINT", fake.url)
-        monkeypatch.setenv("VISION_TRAINING_KEY", "k1")
-        monkeypatch.setenv("CUSTOMVISION_PROJECT_ID", project.id)
-        monkeypatch.setenv("CUSTOMVISION_ITERATION_ID", iteration.id)
-        monkeypatch.chdir(tmp_path)
+def test_export_howto_downloads_the_onnx_package_once(customvision_fake, customvision_clients, tmp_path,
+                                                      monkeypatch, capsys, sleeps):
+    fake, (trainer, _) = customvision_fake, customvision_clients
+    fake.train_seconds = fake.export_seconds = 0  # the how-to waits 10 s (not slept here) before its one look
+    project, _, _ = make_project(trainer, domain_id=GENERAL_COMPACT)
+    iteration = wait_trained(trainer, project.id, trainer.train_project(project.id).id)
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CUSTOMVISION_PROJECT_ID", project.id)
+    monkeypatch.setenv("CUSTOMVISION_ITERATION_ID", iteration.id)
+    monkeypatch.chdir(tmp_path)
 
+    runpy.run_path(str(EXPORT_SAMPLE), run_name="__main__")
+    assert capsys.readouterr().out.splitlines() == ["Waiting 10 seconds...", "Export status is:  Done"]
+    assert sleeps == [10]
+    package = zipfile.ZipFile(tmp_path / "export.zip")
+    manifest = json.loads(package.read("manifest.json"))
+    assert (manifest["platform"], manifest["flavor"], manifest["iterationId"]) == ("ONNX", "ONNX10", iteration.id)
+    assert sorted(package.read("labels.txt").decode().split()) == ["Cherry", "Hemlock"]
+
+    # The article warns: an iteration already exported cannot be exported again (the service
+    # answers "<iteration id> is already queued for export"); get_exports gives its link.
+    with pytest.raises(CustomVisionErrorException) as e:
         runpy.run_path(str(EXPORT_SAMPLE), run_name="__main__")
-        assert capsys.readouterr().out.splitlines() == ["Waiting 10 seconds...", "Export status is:  Done"]
-        assert sleeps == [10]
-        package = zipfile.ZipFile(tmp_path / "export.zip")
-        manifest = json.loads(package.read("manifest.json"))
-        assert (manifest["platform"], manifest["flavor"], manifest["iterationId"]) == ("ONNX", "ONNX10", iteration.id)
-        assert sorted(package.read("labels.txt").decode().split()) == ["Cherry", "Hemlock"]
-
-        # The article warns: an iteration already exported cannot be exported again (the service
-        # answers "<iteration id> is already queued for export"); get_exports gives its link.
-        with pytest.raises(CustomVisionErrorException) as e:
-            runpy.run_path(str(EXPORT_SAMPLE), run_name="__main__")
-        assert error_of(e) == (400, "BadRequestExportAlreadyInProgress")
-        assert e.value.error.message == f"{iteration.id} is already queued for export"
-        exports = fake.state.projects[project.id].iterations[iteration.id].exports
-        assert [(x.platform, x.flavor, x.status) for x in exports] == [("ONNX", "ONNX10", "Done")]
-        # Another flavor of the same platform is a separate export.
-        assert trainer.export_iteration(project.id, iteration.id, "ONNX", flavor="ONNX12").status == "Exporting"
-    finally:
-        fake.stop()
+    assert error_of(e) == (400, "BadRequestExportAlreadyInProgress")
+    assert e.value.error.message == f"{iteration.id} is already queued for export"
+    exports = fake.state.projects[project.id].iterations[iteration.id].exports
+    assert [(x.platform, x.flavor, x.status) for x in exports] == [("ONNX", "ONNX10", "Done")]
+    # Another flavor of the same platform is a separate export.
+    assert trainer.export_iteration(project.id, iteration.id, "ONNX", flavor="ONNX12").status == "Exporting"
