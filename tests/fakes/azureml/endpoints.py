@@ -318,12 +318,10 @@ def _score_one(model: Any, item: Any) -> dict:
         chosen = [max(model.labels, key=scores.get)] if model.labels else []
     colours = _label_colours(model)
     explained = [_explain(image, colours[label]) for label in chosen]
-    if xai.get("visualizations", True):
-        pngs = [v for v, _ in explained]
-        result["visualizations"] = pngs if model.multilabel else (pngs[0] if pngs else None)
-    if xai.get("attributions", False):
-        attributions = [a for _, a in explained]
-        result["attributions"] = attributions if model.multilabel else (attributions[0] if attributions else None)
+    for key, part in (("visualizations", 0), ("attributions", 1)):
+        if xai[key]:  # _decode_image filled in the defaults: visualizations on, attributions off
+            values = [e[part] for e in explained]
+            result[key] = values if model.multilabel else (values[0] if values else None)
     return result
 
 
