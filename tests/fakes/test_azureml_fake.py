@@ -266,19 +266,20 @@ def test_online_endpoint_how_to_calls_and_traffic_rules(azureml_fake, ml_client,
                                                         deployment_name="green"))[0]["labels"] == ["blue", "red"]
     # mirroring: requests the endpoint routes itself go to blue, about 10% are copied to green
     put({"blue": 100}, {"green": 10})
-    scoring_uri, key, body = got.scoring_uri, keys.primary_key, Path(request_file).read_text()
-    answers = [requests.post(scoring_uri, data=body, verify=azureml_fake.ca_file,
-                             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-               for _ in range(30)]
+    body = Path(request_file).read_text()
+
+    def score(**headers):  # the scoring URI itself, whose answer names the deployment that served it
+        return requests.post(got.scoring_uri, data=body, verify=azureml_fake.ca_file, headers={
+            "Authorization": f"Bearer {keys.primary_key}", "Content-Type": "application/json", **headers})
+
+    answers = [score() for _ in range(30)]
     assert {a.headers["azureml-model-deployment"] for a in answers} == {"blue"}
     green_log = ml_client.online_deployments.get_logs("green", "howto", lines=100)
     assert 1 <= green_log.count("POST /score 200 (mirrored)") <= 8
     assert ml_client.online_deployments.get_logs("blue", "howto", lines=100).count("POST /score 200") == 30
     # a named request is never mirrored
     before = green_log.count("(mirrored)")
-    requests.post(scoring_uri, data=body, verify=azureml_fake.ca_file,
-                  headers={"Authorization": f"Bearer {key}", "azureml-model-deployment": "blue",
-                           "Content-Type": "application/json"})
+    score(**{"azureml-model-deployment": "blue"})
     assert ml_client.online_deployments.get_logs("green", "howto", lines=100).count("(mirrored)") == before
     put({"blue": 0, "green": 100})
     with pytest.raises(HttpResponseError, match="traffic"):     # green still takes live traffic
