@@ -10,7 +10,7 @@ from .errors import DataError, UsageError
 from .runs import Run
 
 
-def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: bool = False) -> dict:
+def compare(run_ids: list[str], runs_root: str | Path | None = None, force: bool = False) -> dict:
     """Compare evaluated runs (any providers) on their shared test images: table, deltas, CI, McNemar."""
     import json as jsonlib
 
@@ -20,8 +20,9 @@ def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: b
     if len(run_ids) < 2:
         raise UsageError("compare needs two or more runs", hint="imgcls compare RUN_A RUN_B")
     loaded = []
+    runs_root = Path(runs_root) if runs_root else runs_mod.project_runs_dir()
     for rid in run_ids:
-        run = Run.open(Path(runs_root), rid)
+        run = Run.open(runs_root, rid)
         path = run.file("results", "test_predictions.json")
         if not path.exists():
             raise UsageError(f"run {run.id} has not been evaluated", hint=f"imgcls evaluate --run {run.id}")
@@ -57,8 +58,9 @@ def compare(run_ids: list[str], runs_root: str | Path = ".imgcls/runs", force: b
     return result
 
 
-def report_path(run_id: str | None, runs_root: str | Path = ".imgcls/runs") -> Path:
-    run = Run.open(Path(runs_root), run_id) if run_id else next(
+def report_path(run_id: str | None, runs_root: str | Path | None = None) -> Path:
+    runs_root = Path(runs_root) if runs_root else runs_mod.project_runs_dir()
+    run = Run.open(runs_root, run_id) if run_id else next(
         (r for r in runs_mod.list_runs(Path(runs_root)) if r.file("report", "report.html").exists()), None)
     if run is None or not run.file("report", "report.html").exists():
         raise UsageError("no report yet" + (f" for run {run.id}" if run else ""),

@@ -207,7 +207,7 @@ def test_interrupted_import_reuses_its_dataset(fake, data):
     with pytest.raises(ProviderError, match="backend error") as err:
         api.import_dataset(cfg)
     assert err.value.exit_code == 6
-    run = api.open_run(cfg)
+    run = api.open_run(cfg).run
     (dataset,) = run.resources("dataset")                                   # recorded before the import
     _, ref = api.import_dataset(cfg, run.id)
     assert ref.id == dataset["id"] and len(fake.state.datasets) == 1

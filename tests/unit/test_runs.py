@@ -1,11 +1,14 @@
-"""The run ledger: atomic writes, records kept the moment they are made, lookups."""
+"""The run ledger: atomic writes, records kept the moment they are made, a lock across processes,
+a backup, damaged ledgers reported per run, run ids that are names (not paths), pending entries."""
 import json
+import multiprocessing
 import os
+import threading
 
 import pytest
 
 from imgcls.errors import UsageError
-from imgcls.runs import Run, atomic_write, list_runs
+from imgcls.runs import LedgerDamaged, Run, atomic_write, list_runs, open_run, scan
 
 
 def test_record_is_on_disk_before_returning(tmp_path):
@@ -49,5 +52,99 @@ def test_open_unknown_and_corrupt(tmp_path):
         Run.open(tmp_path, "missing")
     run = Run.create(tmp_path, "exp", "local")
     (run.path / "ledger.json").write_text("{not json")
-    with pytest.raises(UsageError, match="not valid JSON"):
+    with pytest.raises(LedgerDamaged, match="not valid JSON") as err:
         Run(run.path)
+    assert err.value.exit_code == 4 and "imgcls doctor" in err.value.hint
+
+
+def test_unknown_id_names_the_closest_runs(tmp_path):
+    a = Run.create(tmp_path, "flowers", "local")
+    Run.create(tmp_path, "other", "vertex")
+    with pytest.raises(UsageError) as err:
+        open_run(tmp_path, a.id[:-1] + "x")        # one character off
+    assert err.value.exit_code == 2 and err.value.details["runs"][0] == a.id
+    with pytest.raises(UsageError, match="no runs yet"):
+        open_run(tmp_path / "empty", "nope")
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "/etc", "..", ".hidden", "", "x" * 300, "a\nb"])
+def test_a_run_id_is_a_name_not_a_path(tmp_path, bad):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(UsageError, match="not a run id"):
+        open_run(tmp_path / "runs", bad)
+
+
+@pytest.mark.parametrize("content,reason", [
+    ("[]", "expected a JSON object"),
+    ('{"run_id": "r"}', "'name' is missing"),
+    ('{"run_id": "r", "name": "n", "provider": "local", "created": "x", "steps": {}, "resources": {}, '
+     '"operations": [], "events": []}', "'resources' should be a list"),
+    ('{"run_id": "r", "na', "not valid JSON"),     # truncated
+    ("", "the file is empty"),
+])
+def test_a_damaged_ledger_is_reported_for_that_run_only(tmp_path, content, reason):
+    good = Run.create(tmp_path, "exp", "local")
+    bad = Run.create(tmp_path, "exp", "local")
+    (bad.path / "ledger.json").write_text(content)
+    found, damaged = scan(tmp_path)
+    assert [r.id for r in found] == [good.id]
+    assert [d.id for d in damaged] == [bad.id] and reason in damaged[0].reason
+    assert [r.id for r in list_runs(tmp_path)] == [good.id]
+
+
+def test_every_write_keeps_the_previous_version_and_a_schema_version(tmp_path):
+    run = Run.create(tmp_path, "exp", "local")
+    run.record("endpoint", "e-1")
+    run.record("endpoint", "e-2")
+    now = json.loads(run.ledger_path.read_text())
+    before = json.loads((run.path / "ledger.json.bak").read_text())
+    assert now["schema_version"] == 2 and [r["id"] for r in now["resources"]] == ["e-1", "e-2"]
+    assert [r["id"] for r in before["resources"]] == ["e-1"]
+
+
+def test_a_pending_entry_becomes_the_resource_when_its_id_is_known(tmp_path):
+    run = Run.create(tmp_path, "exp", "vertex")
+    pending = run.intend("dataset", "exp-run-1", display_name="exp-run-1")
+    assert pending["status"] == "pending" and pending["id"] is None and pending["ours"] is True
+    assert run.intend("dataset", "exp-run-1") == pending          # a resumed run finds the same intent
+    assert run.pending("dataset") and run.resources("dataset") == []
+    rec = run.record("dataset", "projects/p/datasets/7", name="exp-run-1")
+    assert rec["status"] == "active" and rec["name"] == "exp-run-1"
+    assert len(run.ledger["resources"]) == 1 and run.pending() == []
+    run.record("compute", "shared", ours=False)
+    run.record("compute", "shared", size=3)                        # a later update keeps ours=False
+    assert run.resource("compute")["ours"] is False
+
+
+def _writer(path: str, tag: str, n: int) -> None:
+    run = Run(path)
+    for i in range(n):
+        run.record("blob", f"{tag}-{i}")
+
+
+def test_two_processes_writing_one_ledger_lose_nothing(tmp_path):
+    run = Run.create(tmp_path, "exp", "local")
+    stop, seen = threading.Event(), {"reads": 0, "partial": 0}
+
+    def reader():                       # a reader during the writes never sees half a file
+        while not stop.is_set():
+            try:
+                json.loads(run.ledger_path.read_text())
+                seen["reads"] += 1
+            except ValueError:
+                seen["partial"] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(run.path), tag, 200)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    stop.set()
+    t.join()
+    assert [p.exitcode for p in procs] == [0, 0]
+    ids = {r["id"] for r in Run(run.path).ledger["resources"]}
+    assert ids == {f"{tag}-{i}" for tag in ("a", "b") for i in range(200)}
+    assert seen["partial"] == 0 and seen["reads"] > 0

@@ -115,6 +115,12 @@ class Provider(ABC):
     prefer_endpoint: bool = False
     # train --no-wait sets this: start the work and return; in-process engines start a worker instead
     background: bool = False
+    # True: training reads the manifest's image files here (not an uploaded copy), so a resumed
+    # training checks them against their hashes first
+    trains_on_local_files: ClassVar[bool] = False
+    # Kinds a run may create and other runs then use (a compute cluster): `down` hands such a resource
+    # on to a run that still lists it as live instead of deleting it under that run
+    shared_kinds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: RunConfig, run: Run, progress: Progress):
         self.config = config
@@ -153,6 +159,23 @@ class Provider(ABC):
 
         Returns None, or the ledger status to record instead of "deleted" (e.g. "released": the run
         used it but did not create it, so it is left in place)."""
+
+    # -- run-state hooks: reconcile, look without acting ----------------------------------------
+    def find(self, entry: dict) -> dict | None:
+        """A resource recorded as pending (its create call was made, or about to be, when the process
+        died), looked up by the name imgcls chose (entry["name"]): {"id": …, other fields to record}
+        if the service has it, None if nothing was created. A provider that records a kind with
+        `run.intend` must answer for that kind here."""
+        return None
+
+    def describe_training(self, operation: dict) -> tuple[str, dict]:
+        """Like poll_training, but never acts (status only reads): "running", "succeeded", "failed" or
+        "interrupted". Cloud polls only read, so they serve for both."""
+        return self.poll_training(operation)
+
+    def probe(self, resource: dict) -> str:
+        """Whether a recorded resource still exists: "live", "gone", or "unknown" (not checked)."""
+        return "unknown"
 
     # -- optional hooks ---------------------------------------------------------------------
     def service_metrics(self, model: TrainResult) -> dict | None:

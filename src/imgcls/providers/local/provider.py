@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from ...errors import DataError, ProviderError, UsageError
 from ...runs import write_json
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
+from . import process
 
 
 class LocalProvider(Provider):
@@ -31,6 +31,7 @@ class LocalProvider(Provider):
     limits = Limits(min_images_per_label=2, formats=("jpeg", "png", "bmp", "gif", "webp", "tiff"),
                     max_file_bytes=50_000_000, max_predict_bytes=8 * 1024 * 1024)
     poll_interval = 1.0
+    trains_on_local_files = True
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
@@ -68,23 +69,33 @@ class LocalProvider(Provider):
 
     def _start_worker(self, op_id: str) -> dict:
         log = self.run.file("train.log")
+        name = f"train:{self.run.id}"
+        self.run.intend("process", name, role="training", log=str(log))
         with open(log, "ab") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.worker", str(self.run.path)],
                                     stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        self.run.record("process", f"pid:{proc.pid}", pid=proc.pid, role="training", log=str(log))
-        return self.run.record_operation("train", op_id, mode="worker", pid=proc.pid, log=str(log))
+        who = process.identity(proc.pid)
+        self.run.record("process", f"pid:{proc.pid}", name=name, role="training", log=str(log), **who)
+        return self.run.record_operation("train", op_id, mode="worker", log=str(log), **who)
 
     def poll_training(self, operation: dict) -> tuple[str, dict]:
+        state, details = self.describe_training(operation)
+        if state == "interrupted":
+            return self.train_here()
+        return state, details
+
+    def describe_training(self, operation: dict) -> tuple[str, dict]:
+        """Read-only: the worker's status file and whether the worker still runs; never trains."""
         status_file = self.run.file("work", "status.json")
-        pid = operation.get("pid")
-        if pid and _alive(pid) and pid != os.getpid():
+        if operation.get("pid") and operation.get("pid") != os.getpid() and process.matches(operation):
             return "running", _read_json(status_file) or {"status": "training in the background"}
         done = _read_json(status_file) or {}
         if done.get("state") == "failed":
             return "failed", done
         if done.get("state") == "succeeded" and self.artifact_dir.joinpath("model.onnx").exists():
             return "succeeded", done
-        return self.train_here()
+        return "interrupted", {"status": "interrupted: no training process runs and no model was written; "
+                                         f"`imgcls train --run {self.run.id}` resumes from the last checkpoint"}
 
     def train_here(self) -> tuple[str, dict]:
         """Train (or resume) in this process, export to ONNX, write the status file."""
@@ -130,11 +141,14 @@ class LocalProvider(Provider):
         if not dep.detach:
             return self._serve_foreground(dep.host, port, url)
         log = self.run.file("serve.log")
+        name = f"serve:{port}"
+        self.run.intend("server", name, url=url, port=port, log=str(log))
         with open(log, "ab") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.serve", str(self.artifact_dir),
                                      "--host", dep.host, "--port", str(port)],
                                     stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        self.run.record("server", f"pid:{proc.pid}", pid=proc.pid, url=url, port=port, log=str(log))
+        self.run.record("server", f"pid:{proc.pid}", name=name, url=url, port=port, log=str(log),
+                        **process.identity(proc.pid))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -147,7 +161,8 @@ class LocalProvider(Provider):
 
     def _serve_foreground(self, host: str, port: int, url: str) -> Deployment:
         from . import serve
-        self.run.record("server", f"pid:{os.getpid()}", pid=os.getpid(), url=url, port=port, foreground=True)
+        self.run.record("server", f"pid:{os.getpid()}", url=url, port=port, foreground=True,
+                        **process.identity(os.getpid()))
         self.progress.log(f"serving {url} (POST /predict, GET /health) — Ctrl-C stops")
         res = self.run.resource("server")
         try:
@@ -160,7 +175,7 @@ class LocalProvider(Provider):
 
     def _live_server(self) -> dict | None:
         for res in self.run.resources("server"):
-            if _alive(res.get("pid")) and _healthy(res["url"]):
+            if process.matches(res) and _healthy(res["url"]):
                 return res
         return None
 
@@ -199,20 +214,27 @@ class LocalProvider(Provider):
         return [dict(zip(p["displayNames"], p["confidences"])) for p in answer["predictions"]]
 
     # -- teardown and export ------------------------------------------------------------------
-    def delete(self, resource: dict) -> None:
-        pid = resource.get("pid")
-        if resource["kind"] in ("server", "process") and pid and _alive(pid) and _is_ours(pid):
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not _alive(pid):
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-            try:  # our own child (deploy and down in one process): reap it, or it lingers as a zombie
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+    def delete(self, resource: dict) -> str | None:
+        if resource["kind"] in ("server", "process"):
+            return None if process.stop(resource) else "gone"
+        return None
+
+    def find(self, entry: dict) -> dict | None:
+        """A server or worker whose pid a kill kept out of the ledger, found by its command line."""
+        if entry["kind"] == "server":
+            found = process.find("imgcls.providers.local.serve", str(self.artifact_dir), "--port", str(entry["port"]))
+        elif entry["kind"] == "process":
+            found = process.find("imgcls.providers.local.worker", str(self.run.path))
+        else:
+            return None
+        return None if found is None else {"id": f"pid:{found['pid']}", **found}
+
+    def probe(self, resource: dict) -> str:
+        if resource["kind"] == "server":
+            return "live" if process.matches(resource) and _healthy(resource["url"]) else "gone"
+        if resource["kind"] == "process":
+            return "live" if process.matches(resource) else "gone"
+        return "unknown"
 
     def export(self, model: TrainResult, dest: Path) -> list[Path]:
         self._require_model()
@@ -230,30 +252,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _is_ours(pid) -> bool:
-    """Only stop a process that is an imgcls server or worker (a pid can be reused after a reboot)."""
-    try:
-        return b"imgcls" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return sys.platform != "linux"
 
 
 def _healthy(url: str) -> bool:

@@ -1,0 +1,59 @@
+"""The Python API: everything the CLI does, with the same arguments, returning plain values.
+
+    import imgcls.api as imgcls
+    cfg = imgcls.load("configs/flowers.yaml", provider="local")
+    result = imgcls.run(cfg)
+
+A function that takes a config also takes `run_id`; with a run id, the config may be None (the run's
+own copy is used), from any folder under the project.
+"""
+from __future__ import annotations
+
+from ..comparison import compare, report_path
+from ..providers import registry
+from .lifecycle import (
+    deploy,
+    evaluate,
+    export,
+    import_dataset,
+    labels_of_run,
+    predict,
+    run,
+    to_prediction,
+    train,
+    validate,
+)
+from .runstate import build_manifest, config_fingerprint, data_fingerprint, load, open_run, runs_dir
+from .state import doctor, down, runs, status
+
+
+def providers(cfg=None) -> list[dict]:
+    """Each provider: capabilities, limits, whether its extra is installed and credentials are found."""
+    return registry.describe(cfg)
+
+
+__all__ = [
+    "build_manifest",
+    "compare",
+    "config_fingerprint",
+    "data_fingerprint",
+    "deploy",
+    "doctor",
+    "down",
+    "evaluate",
+    "export",
+    "import_dataset",
+    "labels_of_run",
+    "load",
+    "open_run",
+    "predict",
+    "providers",
+    "report_path",
+    "run",
+    "runs",
+    "runs_dir",
+    "status",
+    "to_prediction",
+    "train",
+    "validate",
+]

@@ -1,0 +1,314 @@
+"""The steps of a run: validate, import, train, evaluate, deploy, export, predict, and all of them at once.
+
+Each public function takes a config (or None with `run_id`: the run's own config) and finds its run
+through runstate.open_run; the steps call each other on the same Target, so the dataset is read once.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import runs as runs_mod
+from ..config import RunConfig
+from ..data import manifest
+from ..data import validate as validate_mod
+from ..data.inputs import expand_inputs, read_image
+from ..errors import DataError, ProviderError, QualityGateFailed, UsageError
+from ..progress import Progress
+from ..providers import registry
+from ..providers.base import DatasetRef, Deployment, Evaluation, Prediction, Provider, TrainResult
+from ..runs import Run, write_json
+from .runstate import QUIET, Target, build_manifest, open_run, provider_for
+
+# -- dataset ---------------------------------------------------------------------------------
+
+
+def validate(cfg: RunConfig, fix: bool = False, run_id: str | None = None,
+             progress: Progress = QUIET) -> dict:
+    """Check the dataset against the provider's limits. Writes nothing unless `fix`."""
+    cls = registry.get(cfg.provider)
+    df = build_manifest(cfg)
+    progress.log(f"checking {len(df)} images against {cfg.provider}'s limits")
+    findings = validate_mod.check(df, cls.limits, cfg.provider, cfg.multilabel)
+    result = {"provider": cfg.provider, "summary": manifest.summary(df),
+              "findings": [f.to_json() for f in findings],
+              "errors": len(validate_mod.errors(findings)),
+              "warnings": len(findings) - len(validate_mod.errors(findings))}
+    if fix:
+        cleaned, dropped = _clean(df, cls.limits, cfg)
+        run = open_run(cfg, run_id, new=run_id is None, check_data=False).run
+        if run_id is None:   # the run's data is the source as read now, before cleaning
+            from .runstate import data_fingerprint
+            run.set_fields(data_fingerprint=data_fingerprint(df))
+        manifest.write(cleaned, run.file("manifest.jsonl"))
+        run.set_step("validate", {"fixed": True, "dropped": dropped, "images": len(cleaned)})
+        result.update(fixed_manifest=str(run.file("manifest.jsonl")), run=run.id, dropped=dropped,
+                      summary=manifest.summary(cleaned))
+        remaining = validate_mod.errors(validate_mod.check(cleaned, cls.limits, cfg.provider, cfg.multilabel))
+        result["errors"] = len(remaining)
+        result["findings_after_fix"] = [f.to_json() for f in remaining]
+    return result
+
+
+def _clean(df: pd.DataFrame, limits, cfg: RunConfig) -> tuple[pd.DataFrame, list[str]]:
+    """Drop what the findings drop until nothing more goes (dropping can push a label under its minimum)."""
+    dropped: list[str] = []
+    for _ in range(5):
+        findings = validate_mod.check(df, limits, cfg.provider, cfg.multilabel)
+        df, gone = validate_mod.clean(df, findings)
+        if not gone:
+            break
+        dropped += gone
+    return df, sorted(dropped)
+
+
+def _checked_manifest(t: Target, provider: Provider) -> pd.DataFrame:
+    """The run's manifest (its files checked against their hashes), or the dataset read now, checked
+    against the provider's limits and written into the run."""
+    cfg, path = t.cfg, t.run.file("manifest.jsonl")
+    if path.exists():
+        df = t.manifest()
+    else:
+        df = t.fresh if t.fresh is not None else build_manifest(cfg)
+    findings = validate_mod.check(df, provider.limits, cfg.provider, cfg.multilabel)
+    errs = validate_mod.errors(findings)
+    if errs:
+        shown = "\n  ".join(f"{f.message}\n    fix: {f.fix}" for f in errs[:20])
+        more = f"\n  … and {len(errs) - 20} more" if len(errs) > 20 else ""
+        raise DataError(f"the dataset has {len(errs)} problem{'s' if len(errs) > 1 else ''} "
+                        f"for {cfg.provider}; nothing was uploaded:\n  {shown}{more}",
+                        hint="fix them, or run `imgcls validate --fix` to write a cleaned manifest",
+                        findings=[f.to_json() for f in errs])
+    for f in findings:
+        provider.progress.log(f"warning: {f.message}")
+    if not path.exists():
+        manifest.write(df, path)
+    return df
+
+
+def import_dataset(cfg: RunConfig | None, run_id: str | None = None, new: bool = False,
+                   allow_data_change: bool = False, progress: Progress = QUIET) -> tuple[Run, DatasetRef]:
+    """Read, check, split and upload the dataset. Without --run: the run of this config and data, or a new one."""
+    t = open_run(cfg, run_id, new=new, allow_data_change=allow_data_change, progress=progress)
+    return t.run, _import(t, progress)
+
+
+def _import(t: Target, progress: Progress) -> DatasetRef:
+    run = t.run
+    step = run.step("import")
+    if step and step.get("complete"):
+        return DatasetRef(**{k: step[k] for k in ("provider", "id", "images", "labels", "extra")})
+    provider = provider_for(t.cfg, run, progress)
+    df = _checked_manifest(t, provider)
+    labels = manifest.labels_of(df)
+    progress.log(f"run {run.id}: {len(df)} images, {len(labels)} labels "
+                 f"({', '.join(f'{s} {n}' for s, n in manifest.summary(df)['splits'].items())})")
+    ref = provider.upload(df, labels)
+    run.set_step("import", {**runs_mod.to_jsonable(ref), "complete": True})
+    return ref
+
+
+def labels_of_run(run: Run) -> list[str]:
+    step = run.step("import")
+    if not step:
+        raise UsageError(f"run {run.id} has no dataset yet", hint="run `imgcls dataset-import` first")
+    return list(step["labels"])
+
+
+# -- training --------------------------------------------------------------------------------
+
+def train(cfg: RunConfig | None, run_id: str | None = None, wait: bool = True, timeout: float | None = None,
+          allow_data_change: bool = False, progress: Progress = QUIET) -> tuple[Run, TrainResult]:
+    """Train (importing first if needed). A run whose training is under way is picked up, not restarted."""
+    t = open_run(cfg, run_id, allow_data_change=allow_data_change, progress=progress)
+    return t.run, _train(t, wait, timeout, progress)
+
+
+def _train(t: Target, wait: bool, timeout: float | None, progress: Progress) -> TrainResult:
+    cfg, run = t.cfg, t.run
+    done = run.step("train")
+    if done and done.get("status") == "succeeded":
+        return _train_result(done)
+    dataset = _import(t, progress)
+    provider = provider_for(cfg, run, progress)
+    if provider.trains_on_local_files:
+        t.manifest()                               # the files must still be the ones imported
+    op = run.operation("train")
+    if op is None or op.get("state") in ("failed", "cancelled"):
+        provider.background = not wait
+        op = provider.start_training(dataset)
+        run.set_step("train", {"provider": cfg.provider, "status": "running", "operation": op.get("id")})
+    else:
+        progress.log(f"run {run.id}: picking up training {op['id']}")
+    if not wait:
+        return TrainResult(cfg.provider, None, "running", extra={"operation": op})
+    state, details = provider.wait(lambda: provider.poll_training(op), "training", timeout,
+                                   resume_hint=f"`imgcls train --run {run.id}` picks it up; "
+                                               f"`imgcls status --run {run.id}` shows it")
+    run.update_operation("train", op["id"], state=state, finished=runs_mod.now())
+    if state != "succeeded":
+        reason = details.get("error") or details.get("status") or state
+        run.set_step("train", {"provider": cfg.provider, "status": "failed", "error": reason})
+        raise ProviderError(f"training failed on {cfg.provider}: {reason}",
+                            hint=f"see `imgcls status --run {run.id}`; fix the cause and run `imgcls train` again")
+    result = TrainResult(cfg.provider, details.get("model_id"), "succeeded", details.get("seconds"),
+                         extra={k: v for k, v in details.items() if k not in ("model_id", "seconds")})
+    run.set_step("train", runs_mod.to_jsonable(result))
+    write_json(run.file("results", "train.json"), result)
+    return result
+
+
+def _train_result(step: dict) -> TrainResult:
+    return TrainResult(step["provider"], step.get("model_id"), step["status"], step.get("seconds"),
+                       step.get("extra") or {})
+
+
+def _trained(t: Target, progress: Progress, timeout: float | None = None) -> tuple[TrainResult, Provider]:
+    result = _train(t, True, timeout, progress)
+    return result, provider_for(t.cfg, t.run, progress)
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+def evaluate(cfg: RunConfig | None, run_id: str | None = None, gates: list[str] = (),
+             timeout: float | None = None, allow_data_change: bool = False,
+             progress: Progress = QUIET) -> tuple[Run, Evaluation]:
+    """Score the shared test split through the provider and compute our metrics locally."""
+    from ..metrics import gates as gates_mod
+    parsed = gates_mod.parse_gates(gates)          # a typo is a usage error before any work
+    t = open_run(cfg, run_id, allow_data_change=allow_data_change, progress=progress)
+    return t.run, _evaluate(t, parsed, timeout, progress)
+
+
+def _evaluate(t: Target, gates: dict, timeout: float | None, progress: Progress) -> Evaluation:
+    from ..metrics import classification
+    from ..metrics import gates as gates_mod
+
+    cfg, run = t.cfg, t.run
+    model, provider = _trained(t, progress, timeout)
+    labels = labels_of_run(run)
+    df = t.manifest()
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    if test.empty:
+        raise DataError("the test split is empty", hint="set split.test above 0 or give dataset.test_source")
+    provider.ensure_scoring(model)
+    images = [read_image(u) for u in test["uri"]]
+    scores = provider.score_all(images, list(test["uri"]), labels)
+    y_true = np.array([[1 if l in row else 0 for l in labels] for row in test["labels"]], dtype=np.int64)
+    metrics = classification.evaluate_scores(y_true, scores, labels, cfg.multilabel, cfg.predict.threshold,
+                                             cfg.predict.thresholds or None)
+    _save_predictions(run, test, labels, scores)
+    report = None
+    if cfg.evaluate.report:
+        from ..metrics import report as report_mod
+        report = str(report_mod.write_report(run.file("report"), metrics, y_true, scores, labels,
+                                             list(test["uri"]), cfg.multilabel, cfg.predict.threshold,
+                                             title=f"{cfg.name} on {cfg.provider}", provider=cfg.provider))
+    gate_results = gates_mod.check_gates(metrics, {**cfg.evaluate.gates, **gates})
+    evaluation = Evaluation(cfg.provider, model.model_id, metrics, provider.service_metrics(model),
+                            gate_results, report)
+    write_json(run.file("results", "evaluation.json"), evaluation)
+    run.set_step("evaluate", {"accuracy": metrics.get("accuracy"), "report": report,
+                              "gates_passed": all(g["passed"] for g in gate_results)})
+    failed = [g for g in gate_results if not g["passed"]]
+    if failed:
+        raise QualityGateFailed(
+            "quality gate failed: " + "; ".join(f"{g['metric']} = {_fmt(g['value'])}, needs {g['op']} {g['bound']}"
+                                                for g in failed),
+            hint="improve the model (train.preset: best, more data) or change evaluate.gates",
+            gates=gate_results, evaluation=runs_mod.to_jsonable(evaluation))
+    return evaluation
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _save_predictions(run: Run, test: pd.DataFrame, labels: list[str], scores: np.ndarray) -> None:
+    rows = [{"uri": u, "sha256": h, "labels": l, "scores": [round(float(x), 6) for x in srow]}
+            for u, h, l, srow in zip(test["uri"], test["sha256"], test["labels"], scores)]
+    write_json(run.file("results", "test_predictions.json"), {"labels": labels, "rows": rows})
+
+
+# -- deploy, export and predict ---------------------------------------------------------------
+
+def deploy(cfg: RunConfig | None, run_id: str | None = None, timeout: float | None = None,
+           progress: Progress = QUIET) -> tuple[Run, Deployment]:
+    t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
+    return t.run, _deploy(t, timeout, progress)
+
+
+def _deploy(t: Target, timeout: float | None, progress: Progress) -> Deployment:
+    model, provider = _trained(t, progress, timeout)
+    deployment = provider.deploy_model(model)
+    t.run.set_step("deploy", runs_mod.to_jsonable(deployment))
+    return deployment
+
+
+def export(cfg: RunConfig | None, run_id: str | None = None, dest: str | Path | None = None,
+           progress: Progress = QUIET) -> tuple[Run, list[Path]]:
+    """The trained model in portable formats (the provider's export), into `dest` (default: the
+    run's artifacts/export/ folder)."""
+    t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
+    model, provider = _trained(t, progress)
+    target = Path(dest) if dest else t.run.file("artifacts", "export")
+    paths = provider.export(model, target)
+    t.run.set_step("export", {"provider": t.cfg.provider, "files": [str(p) for p in paths]})
+    return t.run, paths
+
+
+def predict(cfg: RunConfig | None, inputs: list[str], run_id: str | None = None, top_k: int | None = None,
+            via: str = "auto", progress: Progress = QUIET) -> list[Prediction]:
+    """Predict images through the run's model: its endpoint if deployed, else (local) the exported model."""
+    paths = expand_inputs(inputs)                  # a missing input is an error before any other work
+    t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
+    return _predict(t, paths, top_k, via, progress)
+
+
+def _predict(t: Target, paths: list[str], top_k: int | None, via: str, progress: Progress) -> list[Prediction]:
+    cfg, run = t.cfg, t.run
+    _, provider = _trained(t, progress)
+    provider.prefer_endpoint = via == "endpoint" or (via == "auto" and run.step("deploy") is not None)
+    if via == "endpoint" and run.step("deploy") is None:
+        raise UsageError(f"run {run.id} is not deployed", hint="run `imgcls deploy` first, or drop --endpoint")
+    labels = labels_of_run(run)
+    scores = provider.score_all([read_image(p) for p in paths], paths, labels)
+    return [to_prediction(p, labels, row, cfg, top_k or cfg.predict.top_k) for p, row in zip(paths, scores)]
+
+
+def to_prediction(image: str, labels: list[str], row: np.ndarray, cfg: RunConfig, top_k: int) -> Prediction:
+    order = np.argsort(-row, kind="stable")
+    thresholds = [cfg.predict.thresholds.get(l, cfg.predict.threshold) for l in labels]
+    if cfg.multilabel:
+        chosen = [labels[i] for i in order if row[i] >= thresholds[i]]
+    else:
+        best = int(order[0])
+        chosen = [labels[best]] if row[best] >= thresholds[best] else []
+    top = {labels[i]: round(float(row[i]), 6) for i in order[:top_k]}
+    return Prediction(image, chosen, top)
+
+
+# -- the whole flow ---------------------------------------------------------------------------
+
+def run(cfg: RunConfig | None, run_id: str | None = None, predict_inputs: list[str] = (),
+        timeout: float | None = None, allow_data_change: bool = False, progress: Progress = QUIET) -> dict:
+    """import -> train -> evaluate -> deploy -> predict, in a new run (or `run_id`, resumed).
+    Gates are checked before deploying."""
+    started = time.monotonic()
+    inputs = expand_inputs(predict_inputs) if predict_inputs else []
+    t = open_run(cfg, run_id, new=run_id is None, allow_data_change=allow_data_change, progress=progress)
+    dataset = _import(t, progress)
+    trained = _train(t, True, timeout, progress)
+    evaluation = _evaluate(t, {}, timeout, progress)
+    if t.cfg.provider == "local" and not t.cfg.deploy.detach:
+        t.cfg = t.cfg.model_copy(update={"deploy": t.cfg.deploy.model_copy(update={"detach": True})})
+    deployment = _deploy(t, timeout, progress)
+    if not inputs:
+        test = manifest.read(t.run.file("manifest.jsonl"))
+        inputs = list(test[test["split"] == "test"]["uri"][:3])
+    predictions = _predict(t, inputs, None, "endpoint", progress)
+    return {"run": t.run.id, "dataset": dataset, "train": trained, "evaluation": evaluation,
+            "deployment": deployment, "predictions": predictions, "seconds": round(time.monotonic() - started, 1)}

@@ -1,0 +1,214 @@
+"""Which run a command works on: a run by id (from its own folder alone, or checked against the config
+the user gave), else the latest run of the same config and data, else a new run — and the checks that
+keep a resumed run honest (data fingerprint, manifest hashes)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .. import runs as runs_mod
+from ..config import RunConfig, load_config, resolve_path
+from ..data import importers, manifest, split
+from ..errors import DataError, UsageError
+from ..progress import Progress
+from ..providers import registry
+from ..providers.base import Provider
+from ..runs import Run
+
+QUIET = Progress(enabled=False)
+# What makes a different model: a change here starts a new run; evaluate/deploy/predict settings do not.
+_MODEL_SECTIONS = ("task", "dataset", "split", "train")
+
+
+def load(config: str | Path | RunConfig, provider: str | None = None, overrides: list[str] = ()) -> RunConfig:
+    """A validated RunConfig from a path (or a RunConfig, with provider/overrides applied)."""
+    if isinstance(config, RunConfig):
+        if overrides:
+            raise UsageError("overrides apply to a config file; change the RunConfig object instead")
+        cfg = config.model_copy(update={"provider": provider}) if provider else config
+    else:
+        cfg = load_config(config, list(overrides), provider)
+    registry.check_name(cfg.provider)
+    return cfg
+
+
+def runs_dir(cfg: RunConfig | None = None) -> Path:
+    """The config's runs folder; the default one is the project's, found from any folder under it."""
+    if cfg is None or Path(cfg.runs_dir) == runs_mod.DEFAULT_RUNS_DIR:
+        return runs_mod.project_runs_dir()
+    return Path(os.path.expanduser(cfg.runs_dir))
+
+
+def provider_for(cfg: RunConfig, run: Run, progress: Progress) -> Provider:
+    return registry.get(cfg.provider)(cfg, run, progress)
+
+
+# -- fingerprints ----------------------------------------------------------------------------
+
+def config_fingerprint(cfg: RunConfig) -> str:
+    data = cfg.model_dump(mode="json")
+    keyed = {k: data[k] for k in (*_MODEL_SECTIONS, cfg.provider) if k in data}
+    keyed["base_dir"] = cfg.base_dir  # relative dataset paths mean other files elsewhere
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """The dataset's identity: every image's content hash (or URI, for remote ones) with its labels."""
+    rows = sorted(f"{h or u}\t{'|'.join(sorted(l))}" for u, h, l in zip(df["uri"], df["sha256"], df["labels"]))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def data_diff(old: pd.DataFrame, new: pd.DataFrame) -> dict:
+    """What changed between two manifests: labels and images added, removed or changed (by path)."""
+    def labels(df):
+        return {l for row in df["labels"] for l in row}
+
+    def by_uri(df):
+        return {u: (h, tuple(sorted(l))) for u, h, l in zip(df["uri"], df["sha256"], df["labels"])}
+
+    a, b = by_uri(old), by_uri(new)
+    return {"labels_added": sorted(labels(new) - labels(old)), "labels_removed": sorted(labels(old) - labels(new)),
+            "images_added": sorted(set(b) - set(a)), "images_removed": sorted(set(a) - set(b)),
+            "images_changed": sorted(u for u in set(a) & set(b) if a[u] != b[u])}
+
+
+def describe_diff(diff: dict, shown: int = 3) -> str:
+    parts = []
+    for key, values in diff.items():
+        if values:
+            names = ", ".join(Path(v).name if "/" in v else v for v in values[:shown])
+            parts.append(f"{key.replace('_', ' ')}: {len(values)} ({names}{', …' if len(values) > shown else ''})")
+    return "; ".join(parts) or "no difference in images or labels"
+
+
+# -- the dataset -----------------------------------------------------------------------------
+
+def build_manifest(cfg: RunConfig) -> pd.DataFrame:
+    """Read the dataset source(s) and assign the deterministic split."""
+    ds = cfg.dataset
+    df = importers.load(resolve_path(cfg, ds.source), ds.format, cfg.multilabel)
+    if ds.test_source:
+        test = importers.load(resolve_path(cfg, ds.test_source), ds.format, cfg.multilabel, default_split="test")
+        test["split"] = "test"
+        df = pd.concat([df, test], ignore_index=True)
+    return split.assign(df, cfg.split.validation, cfg.split.test, cfg.split.seed)
+
+
+def verify_manifest(run: Run, df: pd.DataFrame) -> None:
+    """A resumed run reads the files its manifest lists: each must still hold the bytes it was hashed as."""
+    bad = []
+    for uri, sha in zip(df["uri"], df["sha256"]):
+        if "://" in uri or sha is None:
+            continue
+        try:
+            digest = hashlib.sha256(Path(uri).read_bytes()).hexdigest()
+        except OSError:
+            bad.append(f"{uri} (missing)")
+            continue
+        if digest != sha:
+            bad.append(f"{uri} (changed)")
+    if bad:
+        raise DataError(f"run {run.id}: {len(bad)} image(s) differ from the run's manifest: "
+                        + ", ".join(bad[:10]) + (" …" if len(bad) > 10 else ""),
+                        hint="put the original files back, or start a new run (drop --run)", files=bad)
+
+
+# -- which run -------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """The config and run a command works on; `fresh` is the dataset just read from the source, if it was."""
+    cfg: RunConfig
+    run: Run
+    fresh: pd.DataFrame | None = None
+    _manifest: pd.DataFrame | None = None
+
+    def manifest(self) -> pd.DataFrame:
+        """The run's manifest, its files checked against their hashes once per command (a resumed run
+        must read the bytes it started with)."""
+        if self._manifest is None:
+            df = manifest.read(self.run.file("manifest.jsonl"))
+            verify_manifest(self.run, df)
+            self._manifest = df
+        return self._manifest
+
+
+def address(cfg: RunConfig | None, run_id: str | None) -> tuple[RunConfig, Run]:
+    """(config, run) for `--run ID`: the run's own config when none is given, else the given one checked
+    against the run's provider. Without a config, the run is looked up in the project's runs folder."""
+    if not run_id:
+        raise UsageError("no config and no --run", hint="pass -c CONFIG, or --run RUN_ID (see `imgcls runs`)")
+    run = runs_mod.open_run(runs_dir(cfg), run_id)
+    if cfg is None:
+        return run.config(), run
+    if run.provider != cfg.provider:
+        raise UsageError(f"run {run.id} belongs to provider '{run.provider}', not '{cfg.provider}'",
+                         hint=f"pass --provider {run.provider}, or start a new run without --run")
+    return cfg, run
+
+
+def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False, check_data: bool = True,
+             allow_data_change: bool = False, progress: Progress = QUIET) -> Target:
+    """`run_id`, else the latest run of this config and data, else a new one (saying why).
+
+    With `check_data`, a config's dataset is read and compared with the run's: `--run ID` on other
+    data is refused (DataError) unless `allow_data_change`, and without --run changed data start a new run."""
+    if run_id:
+        given = cfg
+        cfg, run = address(cfg, run_id)
+        if given is None or not check_data or not run.file("manifest.jsonl").exists():
+            return Target(cfg, run)
+        fresh = build_manifest(cfg)
+        recorded = run_data_fingerprint(run)
+        if recorded is not None and data_fingerprint(fresh) != recorded and not allow_data_change:
+            diff = data_diff(manifest.read(run.file("manifest.jsonl")), fresh)
+            raise DataError(f"the dataset of {Path(cfg.dataset.source).name!r} changed since run {run.id} "
+                            f"imported it: {describe_diff(diff)}",
+                            hint="drop --run to start a new run on the new data, or pass --allow-data-change "
+                                 "to go on with the run's own copy of the manifest", diff=diff)
+        return Target(cfg, run)
+    if cfg is None:
+        raise UsageError("no config given", hint="pass -c CONFIG, or --run RUN_ID")
+    root = runs_dir(cfg)
+    fresh = build_manifest(cfg) if check_data else None
+    data_fp = data_fingerprint(fresh) if fresh is not None else None
+    config_fp = config_fingerprint(cfg)
+    if not new:
+        for run in runs_mod.list_runs(root):
+            if run.name == cfg.name and run.provider == cfg.provider \
+                    and run.ledger.get("config_fingerprint") == config_fp \
+                    and (data_fp is None or run_data_fingerprint(run) in (data_fp, None)):
+                return Target(cfg, run, fresh)
+    previous = runs_mod.latest(root, cfg.name, cfg.provider)
+    run = Run.create(root, cfg.name, cfg.provider, config_fp, data_fp)
+    resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
+    import yaml
+    runs_mod.atomic_write(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False))
+    if previous is not None and not new:
+        progress.log(_why_new(previous, run, cfg, config_fp, fresh))
+    return Target(cfg, run, fresh)
+
+
+def _why_new(previous: Run, run: Run, cfg: RunConfig, config_fp: str, fresh: pd.DataFrame | None) -> str:
+    reasons = []
+    if fresh is not None and run_data_fingerprint(previous) not in (data_fingerprint(fresh), None) \
+            and previous.file("manifest.jsonl").exists():
+        reasons.append("the data changed (" + describe_diff(data_diff(manifest.read(previous.file("manifest.jsonl")),
+                                                                       fresh)) + ")")
+    if previous.ledger.get("config_fingerprint") != config_fp:
+        reasons.append("the config's task/dataset/split/train settings changed")
+    return f"starting a new run {run.id}: since run {previous.id}, " + " and ".join(reasons or ["the config changed"])
+
+
+def run_data_fingerprint(run: Run) -> str | None:
+    """The fingerprint of the data a run was started on; older ledgers have none, so their manifest's."""
+    recorded = run.ledger.get("data_fingerprint")
+    if recorded:
+        return recorded
+    path = run.file("manifest.jsonl")
+    return data_fingerprint(manifest.read(path)) if path.exists() else None

@@ -1,0 +1,270 @@
+"""What runs hold and how they go: `status` and `runs` (read only, asking the provider before saying
+"up"), `down` (deletes only what a run created, reconciles what a kill left pending, hands shared
+resources on to the runs still using them) and `doctor` (a damaged ledger rebuilt)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import runs as runs_mod
+from ..config import RunConfig
+from ..errors import ImgclsError, ProviderError, UsageError
+from ..progress import Progress
+from ..runs import Run
+from ..runs.store import LedgerStore, now
+from .runstate import QUIET, config_fingerprint, provider_for, runs_dir
+
+
+def _root(cfg: RunConfig | None, runs_root: str | Path | None) -> Path:
+    return Path(runs_root) if runs_root else runs_dir(cfg)
+
+
+def config_for(run: Run, cfg: RunConfig | None) -> RunConfig:
+    """The config a run's resources were made with (its own copy), with the secrets that copy never
+    holds taken from the config the user gave now."""
+    saved = run.config()
+    if cfg is None or cfg.provider != saved.provider:
+        return saved
+    mine, theirs = getattr(saved, saved.provider, None), getattr(cfg, cfg.provider, None)
+    if mine is None or theirs is None:
+        return saved
+    secrets = {n: getattr(theirs, n) for n, f in type(theirs).model_fields.items()
+               if f.exclude and getattr(mine, n, None) is None}
+    return saved.model_copy(update={saved.provider: mine.model_copy(update=secrets)}) if secrets else saved
+
+
+def _provider(run: Run, cfg: RunConfig | None, progress: Progress):
+    return provider_for(config_for(run, cfg), run, progress)
+
+
+# -- status and runs --------------------------------------------------------------------------
+
+def runs(runs_root: str | Path | None = None) -> dict:
+    """Every run under the project: provider, state, created, data fingerprint and what is still live
+    (as recorded; `status --run` asks the provider). Damaged ledgers are listed, never skipped."""
+    found, damaged = runs_mod.scan(_root(None, runs_root))
+    return {"runs": [summary(r) for r in found],
+            "damaged": [{"run": d.id, "ledger": str(d.path), "reason": d.reason,
+                         "hint": f"`imgcls doctor --run {d.id}` rebuilds it"} for d in damaged]}
+
+
+def summary(run: Run) -> dict:
+    led = run.ledger
+    live = run.live()
+    return {"run": run.id, "name": led["name"], "provider": led["provider"], "state": _state(run),
+            "created": led["created"], "data_fingerprint": led.get("data_fingerprint"),
+            "live": len(live), "live_resources": [f"{r['kind']} {r.get('id') or r.get('name')}" for r in live],
+            "steps": sorted(led["steps"])}
+
+
+def _state(run: Run) -> str:
+    steps, op = run.ledger["steps"], run.operation("train")
+    if steps.get("deploy") and run.live():
+        return "deployed"
+    if (steps.get("train") or {}).get("status") == "failed":
+        return "training failed"
+    for step, state in (("evaluate", "evaluated"), ("train", "trained")):
+        if step in steps and (step != "train" or steps[step].get("status") == "succeeded"):
+            return state
+    if op and op.get("state") == "running":
+        return "training"
+    return "imported" if "import" in steps else "new"
+
+
+def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: str | None = None,
+           progress: Progress = QUIET) -> dict:
+    """One run (by id, or the latest of the config): its steps, training state and resources, each
+    checked with the provider. With neither, the list of runs. Never trains, uploads or deletes."""
+    root = _root(cfg, runs_root)
+    if run_id is None and cfg is None:
+        return runs(root)
+    if run_id:
+        run = runs_mod.open_run(root, run_id)
+    else:
+        run = runs_mod.latest(root, cfg.name, cfg.provider, config_fingerprint(cfg)) \
+            or runs_mod.latest(root, cfg.name, cfg.provider)
+        if run is None:
+            raise UsageError(f"no run of '{cfg.name}' on {cfg.provider} in {root} yet",
+                             hint="start one with `imgcls run`; `imgcls runs` lists what there is")
+    try:
+        provider = _provider(run, cfg, progress)
+    except ImgclsError as exc:          # no SDK or credentials here: show the ledger, say what is unchecked
+        provider, unchecked = None, exc.message
+    else:
+        unchecked = None
+    op = run.operation("train")
+    if op and op.get("state") == "running" and provider is not None:
+        state, details = _ask(lambda: provider.describe_training(op), ("unknown", {}))
+        op = {**op, "state": state, **{k: v for k, v in details.items() if k in ("status", "error", "model_id")}}
+    resources = []
+    for res in run.ledger["resources"]:
+        seen = res["status"]
+        if res["status"] == "active":
+            seen = _ask(lambda r=res: provider.probe(r), "unknown") if provider is not None else "unknown"
+        resources.append({**res, "observed": seen})
+    out = {"run": run.id, "path": str(run.path), "provider": run.provider, "created": run.ledger["created"],
+           "state": _state(run), "steps": run.ledger["steps"], "training": op, "resources": resources}
+    if unchecked:
+        out["unchecked"] = f"resources not checked with {run.provider}: {unchecked}"
+    return out
+
+
+def _ask(look, fallback):
+    """A read-only look at the service; its failure is shown as unknown, not raised (status reports)."""
+    try:
+        return look()
+    except (ImgclsError, OSError):
+        return fallback
+
+
+# -- down -------------------------------------------------------------------------------------
+
+def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[str, ...] = (),
+         dry_run: bool = False, runs_root: str | None = None, progress: Progress = QUIET) -> dict:
+    """Tear down what runs created: `run_id`, or every run of the config's name and provider that still
+    holds something live (whatever was edited since). Only resources imgcls created are deleted;
+    what a run merely used is released, and what another live run still uses is handed on to it."""
+    root = _root(cfg, runs_root)
+    if run_id:
+        targets = [runs_mod.open_run(root, run_id)]
+    elif cfg is not None:
+        targets = [r for r in runs_mod.list_runs(root)
+                   if r.name == cfg.name and r.provider == cfg.provider and r.live()]
+    else:
+        raise UsageError("down needs -c CONFIG or --run RUN_ID", hint="`imgcls runs` lists the runs")
+    done = [_down_one(run, cfg, keep, dry_run, root, progress) for run in targets]
+    result = {"run": done[0]["run"] if done else None, "runs": done, "dry_run": dry_run,
+              **{k: [e for d in done for e in d[k]] for k in ("deleted", "kept", "abandoned", "failed")}}
+    if not done or not any(d[k] for d in done for k in ("deleted", "kept", "abandoned", "failed")):
+        what = f"run {run_id}" if run_id else f"'{cfg.name}' on {cfg.provider}"
+        result["message"] = f"nothing live to take down for {what}"
+    failed = result["failed"]
+    if failed:
+        raise ProviderError(f"{len(failed)} resource(s) could not be deleted: "
+                            + "; ".join(f"{f['kind']} {f['id']} (run {f['run']}): {f['error']}" for f in failed),
+                            hint="run `imgcls down` again; the ledgers still list them", **result)
+    return result
+
+
+def _down_one(run: Run, cfg: RunConfig | None, keep: tuple[str, ...], dry_run: bool, root: Path,
+              progress: Progress) -> dict:
+    provider = _provider(run, cfg, progress)
+    out = {"run": run.id, "deleted": [], "kept": [], "abandoned": [], "failed": []}
+    verb = "would delete" if dry_run else "deleted"
+    for res in reversed(run.live()):
+        entry = {**res, "run": run.id}
+        if res["kind"] in keep:
+            out["kept"].append({**entry, "reason": f"--keep {res['kind']}"})
+            continue
+        if res["status"] == "pending":
+            found = provider.find(res)
+            if found is None:
+                out["abandoned"].append({**entry, "reason": "its create call never made it (nothing to delete)"})
+                if not dry_run:
+                    run.mark_deleted(res, "abandoned")
+                continue
+            found = dict(found)
+            res = entry = {**res, **found, "status": "active", "run": run.id}
+            if not dry_run:
+                run.record(res["kind"], found.pop("id"), name=res["name"], **found)
+        if not res.get("ours", True):
+            out["kept"].append({**entry, "reason": "not created by imgcls (the run only used it)"})
+            if not dry_run:
+                run.mark_deleted(res, "released")
+            continue
+        users = _other_users(run, res, root) if res["kind"] in provider.shared_kinds else []
+        if users:
+            out["kept"].append({**entry, "reason": f"still used by run {users[0].id}, which now owns it"})
+            if not dry_run:
+                users[0].update_resource(res, ours=True, inherited_from=run.id)
+                run.mark_deleted(res, f"handed over to {users[0].id}")
+            continue
+        if dry_run:
+            out["deleted"].append(entry)
+            continue
+        try:
+            note = provider.delete(res)   # None, or a status such as "archived", "cancelled", "gone"
+        except (ProviderError, OSError) as exc:
+            out["failed"].append({**entry, "error": getattr(exc, "message", None) or str(exc)})
+            continue
+        run.mark_deleted(res, note or "deleted")
+        out["deleted"].append({**entry, "status": note or "deleted"})
+        progress.log(f"{note or verb} {res['kind']} {res.get('id')} (run {run.id})")
+    if not dry_run:
+        if run.step("deploy") and not any(k["kind"] in keep for k in out["kept"]):
+            run.drop_step("deploy")
+        run.event(f"down: {len(out['deleted'])} deleted, {len(out['kept'])} kept, "
+                  f"{len(out['abandoned'])} abandoned, {len(out['failed'])} failed")
+    return out
+
+
+def _other_users(run: Run, res: dict, root: Path) -> list[Run]:
+    """Other runs whose ledgers list the same resource as live: they still depend on it."""
+    return [r for r in runs_mod.list_runs(root) if r.id != run.id
+            and any(runs_mod.same_entry(res, x) for x in r.live())]
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+def doctor(run_id: str | None = None, runs_root: str | None = None, progress: Progress = QUIET) -> dict:
+    """Rebuild damaged ledgers: from ledger.json.bak when it is sound, else from the run folder (its
+    config, steps left in results/); the damaged file is kept beside it. Then pending entries are
+    reconciled with the provider where it can be asked."""
+    root = _root(None, runs_root)
+    _, damaged = runs_mod.scan(root)
+    if run_id:
+        runs_mod.check_run_id(run_id)
+        damaged = [d for d in damaged if d.id == run_id]
+        if not damaged and not (root / run_id).is_dir():
+            runs_mod.open_run(root, run_id)      # the usual "no run … (closest: …)" error
+    repaired = []
+    for d in damaged:
+        folder = root / d.id
+        store = LedgerStore(folder / "ledger.json")
+        try:
+            ledger, source = runs_mod.read_ledger(store.backup), "ledger.json.bak"
+        except (FileNotFoundError, runs_mod.LedgerDamaged):
+            ledger, source = _rebuilt(folder), "the run folder (resources recorded since are unknown)"
+        store.restore(ledger)
+        run = Run(folder)
+        run.event(f"doctor: ledger rebuilt from {source} ({d.reason})")
+        progress.log(f"run {d.id}: ledger rebuilt from {source}")
+        repaired.append({"run": d.id, "from": source, "was": d.reason, "reconciled": _reconcile(run, progress)})
+    return {"repaired": repaired, "message": None if repaired else "no damaged ledger found"}
+
+
+def _rebuilt(folder: Path) -> dict:
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    name, provider = cfg.get("name") or folder.name.split("-")[0], cfg.get("provider") or "local"
+    steps = {}
+    for step, file in (("train", "train.json"), ("evaluate", "evaluation.json")):
+        if (folder / "results" / file).exists():
+            steps[step] = {"restored_from": f"results/{file}"}
+    return {"run_id": folder.name, "name": name, "provider": provider, "created": now(), "steps": steps,
+            "resources": [], "operations": [], "events": [{"at": now(), "message": "rebuilt without a backup"}]}
+
+
+def _reconcile(run: Run, progress: Progress) -> list[dict]:
+    pending = run.pending()
+    if not pending:
+        return []
+    try:
+        provider = _provider(run, None, progress)
+    except ImgclsError as exc:
+        return [{"kind": p["kind"], "name": p.get("name"), "result": f"not checked: {exc.message}"} for p in pending]
+    out = []
+    for p in pending:
+        found = _ask(lambda p=p: provider.find(p), "unknown")
+        if found == "unknown":
+            out.append({"kind": p["kind"], "name": p.get("name"), "result": "not checked (the service did not answer)"})
+        elif found is None:
+            out.append({"kind": p["kind"], "name": p.get("name"), "result": "still pending (not found)"})
+        else:
+            found = dict(found)
+            run.record(p["kind"], found.pop("id"), name=p["name"], **found)
+            out.append({"kind": p["kind"], "name": p.get("name"), "result": "found and recorded"})
+    return out
