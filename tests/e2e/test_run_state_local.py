@@ -1,0 +1,198 @@
+"""Run state on `local`, through the CLI as a user and a CI runner meet it: run ids, data that changed,
+`down` after an edit, processes that are not ours, and SIGKILL at each step of `imgcls run`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from imgcls.runs import Run, list_runs
+from tests.conftest import make_dataset, make_image
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def imgcls(*args, cwd, code=0):
+    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=ENV, timeout=300)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    if code is not None:
+        assert proc.returncode == code, (proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+def jimgcls(*args, cwd, code=0) -> dict:
+    return json.loads(imgcls("--json", *args, cwd=cwd, code=code).stdout)
+
+
+@pytest.fixture
+def project(tmp_path):
+    data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text(f"name: rs\ndataset:\n  source: {data}\nsplit: {{validation: 0.2, test: 0.3}}\n"
+                   "deploy: {port: 0}\nevaluate: {report: false}\n")
+    return tmp_path, cfg, data
+
+
+def _servers(root: Path) -> list[dict]:
+    return [r for run in list_runs(root / ".imgcls" / "runs") for r in run.resources("server")]
+
+
+def _our_processes(root: Path) -> list[psutil.Process]:
+    """Every process whose command line names a folder of this test (servers, workers)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(root) in part for part in (p.info.get("cmdline") or [])) and p.pid != os.getpid():
+            if p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+    return found
+
+
+def test_unknown_or_path_like_run_ids_are_usage_errors(project):
+    root, cfg, _ = project
+    run = jimgcls("train", "-c", str(cfg), cwd=root)["run"]
+    for cmd in (["status"], ["train", "-c", str(cfg)], ["down", "-c", str(cfg)]):
+        proc = imgcls(*cmd, "--run", run[:-1] + "z", cwd=root, code=2)
+        assert f"no run '{run[:-1]}z'" in proc.stderr and run in proc.stderr   # the closest run is named
+        proc = imgcls(*cmd, "--run", "../x", cwd=root, code=2)
+        assert "not a run id" in proc.stderr
+
+
+def test_changed_data_start_a_new_run_and_the_new_label_is_predicted(project):
+    root, cfg, data = project
+    first = jimgcls("train", "-c", str(cfg), cwd=root)["run"]
+    for i in range(8):
+        make_image(data / "green" / f"g{i}.jpg", (40, 180, 60), 9000 + i)
+    proc = imgcls("--json", "train", "-c", str(cfg), cwd=root)
+    second = json.loads(proc.stdout)["run"]
+    assert second != first and "labels added: 1 (green)" in proc.stderr
+    preds = jimgcls("predict", "-c", str(cfg), str(data / "green" / "g0.jpg"), "--top-k", "3", cwd=root)
+    assert "green" in preds["predictions"][0]["scores"]
+    # --run on the old run with the new data is refused, naming the difference, unless allowed
+    proc = imgcls("train", "-c", str(cfg), "--run", first, cwd=root, code=4)
+    assert "labels added: 1 (green)" in proc.stderr and "--allow-data-change" in proc.stderr
+    imgcls("train", "-c", str(cfg), "--run", first, "--allow-data-change", cwd=root, code=0)
+
+
+def test_a_changed_image_under_a_resumed_run_is_a_data_error(project):
+    root, cfg, data = project
+    run = jimgcls("dataset-import", "-c", str(cfg), cwd=root)["run"]
+    victim = sorted((data / "red").iterdir())[0]
+    make_image(victim, (10, 10, 10), 424242)
+    proc = imgcls("train", "--run", run, cwd=root, code=4)
+    assert victim.name in proc.stderr and "changed" in proc.stderr
+
+
+def test_run_commands_work_from_the_run_folder_alone_in_a_subfolder(project):
+    root, cfg, data = project
+    run = jimgcls("train", "-c", str(cfg), cwd=root)["run"]
+    sub = root / "deeper" / "still"
+    sub.mkdir(parents=True)
+    img = str(next((data / "red").iterdir()))
+    assert jimgcls("predict", "--run", run, img, cwd=sub)["predictions"][0]["image"] == img
+    assert jimgcls("status", "--run", run, cwd=sub)["run"] == run
+    listed = jimgcls("runs", cwd=sub)["runs"]
+    assert [r["run"] for r in listed] == [run] and listed[0]["state"] == "trained"
+    assert jimgcls("down", "--run", run, cwd=sub)["message"].startswith("nothing live")
+
+
+def test_down_after_an_edit_stops_every_live_run_of_the_config(project):
+    root, cfg, _ = project
+    first = jimgcls("deploy", "-c", str(cfg), "--detach", cwd=root)
+    url = first["deployment"]["endpoint"]
+    cfg.write_text(cfg.read_text() + "train: {budget_minutes: 2}\n")    # an edit: a new run on the next train
+    second = jimgcls("run", "-c", str(cfg), cwd=root)
+    assert second["run"] != first["run"]
+    dry = jimgcls("down", "-c", str(cfg), "--dry-run", cwd=root)
+    assert sorted(d["run"] for d in dry["deleted"]) == sorted([first["run"], second["run"]])
+    assert len(_servers(root)) == 2                                      # a dry run changes nothing
+    out = jimgcls("down", "-c", str(cfg), cwd=root)
+    assert sorted(d["run"] for d in out["deleted"]) == sorted([first["run"], second["run"]])
+    assert _servers(root) == [] and not _our_processes(root)
+    with pytest.raises(OSError):
+        import urllib.request
+        urllib.request.urlopen(url + "/health", timeout=2)
+    assert jimgcls("down", "-c", str(cfg), cwd=root)["message"].startswith("nothing live")
+
+
+def test_down_never_signals_a_process_it_did_not_start(project):
+    root, cfg, _ = project
+    out = jimgcls("deploy", "-c", str(cfg), "--detach", cwd=root)
+    run = Run(root / ".imgcls" / "runs" / out["run"])
+    server = run.resource("server")
+    os.kill(server["pid"], signal.SIGKILL)                        # the server dies behind our back…
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "imgcls", "serve"])
+    try:
+        run.record("server", server["id"], pid=stranger.pid)      # …and its pid now names another imgcls-ish process
+        status = jimgcls("status", "--run", run.id, cwd=root)
+        assert {r["kind"]: r["observed"] for r in status["resources"] if r["status"] == "active"}["server"] == "gone"
+        jimgcls("down", "--run", run.id, cwd=root)
+        assert stranger.poll() is None                             # still running: it was never ours
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_status_after_a_killed_training_reports_and_does_not_train(project):
+    root, cfg, _ = project
+    cfg.write_text(cfg.read_text() + "train: {preset: best, budget_minutes: 1}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "train", "-c", str(cfg)], cwd=root, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs_dir = root / ".imgcls" / "runs"
+    _wait_for(proc, lambda: any((r.operation("train") or {}).get("state") == "running" for r in list_runs(runs_dir)))
+    proc.kill()
+    proc.wait()
+    (run,) = list_runs(runs_dir)
+    started = time.monotonic()
+    status = jimgcls("status", "-c", str(cfg), cwd=root)
+    assert status["training"]["state"] == "interrupted" and "train --run" in status["training"]["status"]
+    assert time.monotonic() - started < 30 and not (run.path / "artifacts" / "model" / "model.onnx").exists()
+
+
+def _wait_for(proc, condition, limit: float = 240) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if condition():
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the condition never held (exit {proc.poll()})")
+
+
+KILL_POINTS = {
+    "after import": lambda run: run.step("import") is not None,
+    "mid-train": lambda run: (run.operation("train") or {}).get("state") == "running",
+    "after deploy": lambda run: bool(run.resources("server")) or bool(run.pending("server")),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_kill_matrix_resume_and_down_leave_nothing(project, point):
+    """SIGKILL `imgcls run` at a step; status only reads, `run --run` resumes, `down` leaves no process."""
+    root, cfg, _ = project
+    runs_dir = root / ".imgcls" / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "run", "-c", str(cfg)], cwd=root, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(proc, lambda: any(KILL_POINTS[point](r) for r in list_runs(runs_dir)))
+    proc.kill()
+    assert proc.wait() == -9, f"`imgcls run` ended before the kill point '{point}'"
+    (run,) = list_runs(runs_dir)
+    before = json.loads(run.ledger_path.read_text())
+    jimgcls("status", "--run", run.id, cwd=root)
+    assert json.loads(run.ledger_path.read_text()) == before          # status wrote nothing
+    out = jimgcls("run", "--run", run.id, cwd=root)
+    assert out["run"] == run.id and out["evaluation"]["metrics"]["n_images"] > 0
+    jimgcls("down", "--run", run.id, cwd=root)
+    assert not _our_processes(root), [p.cmdline() for p in _our_processes(root)]
+    assert Run(run.path).live() == []
+    shutil.rmtree(runs_dir)
