@@ -1,0 +1,4 @@
+"""`python -m imgcls.cli` runs the `imgcls` command."""
+from . import main
+
+main()

@@ -1,0 +1,44 @@
+"""The options every command shares and the context object they fill (State)."""
+from __future__ import annotations
+
+import functools
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class State:
+    def __init__(self, as_json: bool, quiet: bool, verbose: int):
+        self.json, self.quiet, self.verbose = as_json, quiet, verbose
+
+    @functools.cached_property
+    def progress(self):
+        from ..progress import Progress
+        return Progress(enabled=not (self.json or self.quiet), verbose=self.verbose)
+
+
+def config_options(fn):
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override any config key, e.g. --set train.preset=best.")(fn)
+    fn = click.option("--provider", "-p", help="Provider, overriding the config's.")(fn)
+    fn = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), default="imgcls.yaml",
+                      show_default=True, envvar="IMGCLS_CONFIG", help="The YAML run config.")(fn)
+    return fn
+
+
+def run_option(fn):
+    return click.option("--run", "run_id", metavar="RUN_ID",
+                        help="Continue this run (default: the latest run of this config and provider).")(fn)
+
+
+def wait_options(fn):
+    fn = click.option("--timeout", type=float, metavar="SECONDS",
+                      help="Stop waiting after this long (exit 8; the run stays resumable).")(fn)
+    fn = click.option("--wait/--no-wait", default=True, help="Wait for long operations to finish.")(fn)
+    return fn
+
+
+def load(config_path: str, provider: str | None, overrides) -> object:
+    from .. import api
+    return api.load(config_path, provider, list(overrides))
