@@ -203,6 +203,8 @@ class RunConfig(Section):
 
     # Where the YAML came from, so relative paths resolve against the config file, not the cwd.
     base_dir: str = Field(".", exclude=True, description="internal")
+    # Set when the config is a run's own copy (`--run ID` without -c): that run's data is its manifest.
+    from_run: str | None = Field(None, exclude=True, description="internal")
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -6,10 +6,12 @@ import time
 
 
 class Progress:
-    def __init__(self, enabled: bool = True, verbose: int = 0, stream=None):
+    def __init__(self, enabled: bool = True, verbose: int = 0, stream=None, warnings: bool | None = None):
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = enabled
+        # Warnings are for people too, but stay on under --json (stdout holds the document): only -q mutes them.
+        self.warnings = enabled if warnings is None else warnings
         self.verbose = verbose
         self._stage: str | None = None
         self._started = 0.0
@@ -20,6 +22,12 @@ class Progress:
         if self.enabled:
             self._clear()
             print(message, file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        """A line a user must see even under --json (stderr), unless --quiet."""
+        if self.warnings:
+            self._clear()
+            print(f"warning: {message}", file=self.stream, flush=True)
 
     def debug(self, message: str) -> None:
         if self.enabled and self.verbose:

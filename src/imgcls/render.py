@@ -63,15 +63,23 @@ def render_predictions(preds, fmt: str) -> None:
             click.echo(f"{p.image}\n  -> {', '.join(p.labels) or '(below threshold)'}   [{scores}]")
 
 
+def render_runs(result: dict) -> None:
+    if not result["runs"] and not result.get("damaged"):
+        click.echo("no runs yet")
+    for r in result["runs"]:
+        live = f"{r['live']} live: {', '.join(r['live_resources'])}" if r["live"] else "nothing live"
+        click.echo(f"{r['run']:<44} {r['provider']:<13} {r['state']:<16} {r['created']:<26} "
+                   f"data {r['data_fingerprint'] or '?':<16} {live}")
+    for d in result.get("damaged", []):
+        click.echo(f"{d['run']:<44} DAMAGED: {d['ledger']}: {d['reason']} — {d['hint']}")
+
+
 def render_status(result: dict) -> None:
     if "runs" in result:
-        if not result["runs"]:
-            click.echo("no runs yet")
-        for r in result["runs"]:
-            click.echo(f"{r['run']:<48} {r['provider']:<13} {','.join(r['steps']):<40} "
-                       f"{r['active_resources']} active")
+        render_runs(result)
         return
-    click.echo(f"run {result['run']} ({result['provider']}), created {result['created']}\n  {result['path']}")
+    click.echo(f"run {result['run']} ({result['provider']}, {result['state']}), created {result['created']}\n"
+               f"  {result['path']}")
     for name, step in result["steps"].items():
         brief = {k: v for k, v in step.items() if k in ("status", "id", "model_id", "accuracy", "endpoint", "images")}
         click.echo(f"  {name:<10} {json.dumps(brief)}")
@@ -79,7 +87,24 @@ def render_status(result: dict) -> None:
         t = result["training"]
         click.echo(f"  training op {t['id']}: {t.get('state')} {t.get('status', '')}")
     for r in result["resources"]:
-        click.echo(f"  {r['status']:<8} {r['kind']:<18} {r['id']}")
+        seen = "" if r["observed"] == r["status"] else f" (observed: {r['observed']})"
+        owner = "" if r.get("ours", True) else " [not created by imgcls]"
+        click.echo(f"  {r['status']:<8} {r['kind']:<18} {r.get('id') or r.get('name')}{owner}{seen}")
+    if result.get("unchecked"):
+        click.echo(f"  note: {result['unchecked']}")
+
+
+def render_down(result: dict) -> None:
+    if result.get("message"):
+        click.echo(result["message"])
+        return
+    verb = "would delete" if result["dry_run"] else "deleted"
+    for d in result["deleted"]:
+        click.echo(f"{verb:<13} {d['kind']:<12} {d.get('id')}  (run {d['run']})")
+    for k in result["kept"]:
+        click.echo(f"{'kept':<13} {k['kind']:<12} {k.get('id')}  (run {k['run']}: {k['reason']})")
+    for a in result["abandoned"]:
+        click.echo(f"{'nothing made':<13} {a['kind']:<12} {a.get('name')}  (run {a['run']}: {a['reason']})")
 
 
 def render_providers(rows: list[dict]) -> None:

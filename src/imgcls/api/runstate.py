@@ -25,8 +25,14 @@ QUIET = Progress(enabled=False)
 _MODEL_SECTIONS = ("task", "dataset", "split", "train")
 
 
-def load(config: str | Path | RunConfig, provider: str | None = None, overrides: list[str] = ()) -> RunConfig:
-    """A validated RunConfig from a path (or a RunConfig, with provider/overrides applied)."""
+def load(config: str | Path | RunConfig | None, provider: str | None = None, overrides: list[str] = (),
+         run_id: str | None = None) -> RunConfig:
+    """A validated RunConfig from a path (or a RunConfig, with provider/overrides applied). With no
+    config but a `run_id`: the run's own copy of the config it was started with, overrides applied."""
+    if config is None:
+        if not run_id:
+            raise UsageError("no config given", hint="pass -c CONFIG, or --run RUN_ID (see `imgcls runs`)")
+        return _run_config(run_id, provider, overrides)
     if isinstance(config, RunConfig):
         if overrides:
             raise UsageError("overrides apply to a config file; change the RunConfig object instead")
@@ -35,6 +41,22 @@ def load(config: str | Path | RunConfig, provider: str | None = None, overrides:
         cfg = load_config(config, list(overrides), provider)
     registry.check_name(cfg.provider)
     return cfg
+
+
+def _run_config(run_id: str, provider: str | None, overrides: list[str]) -> RunConfig:
+    import yaml
+
+    from ..config import parse_config
+    run = runs_mod.open_run(runs_dir(None), run_id)
+    if provider and provider != run.provider:
+        raise UsageError(f"run {run.id} belongs to provider '{run.provider}', not '{provider}'",
+                         hint=f"drop --provider, or pass --provider {run.provider}")
+    data = yaml.safe_load(run.file("config.yaml").read_text())
+    base_dir = data.pop("base_dir", ".")
+    data.pop("from_run", None)
+    cfg = parse_config(yaml.safe_dump(data, sort_keys=False), str(run.file("config.yaml")), list(overrides),
+                       None, base_dir=base_dir)
+    return cfg.model_copy(update={"from_run": run.id})
 
 
 def runs_dir(cfg: RunConfig | None = None) -> Path:
@@ -161,7 +183,7 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
     if run_id:
         given = cfg
         cfg, run = address(cfg, run_id)
-        if given is None or not check_data or not run.file("manifest.jsonl").exists():
+        if given is None or given.from_run == run.id or not check_data or not run.file("manifest.jsonl").exists():
             return Target(cfg, run)
         fresh = build_manifest(cfg)
         recorded = run_data_fingerprint(run)
@@ -190,7 +212,9 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
     import yaml
     runs_mod.atomic_write(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     if previous is not None and not new:
-        progress.log(_why_new(previous, run, cfg, config_fp, fresh))
+        reason = _why_new(previous, run, cfg, config_fp, fresh)
+        run.set_fields(started_because=reason)
+        progress.warn(reason)
     return Target(cfg, run, fresh)
 
 

@@ -6,20 +6,21 @@ import sys
 import click
 
 from ..render import render_validation
-from .options import State, config_options, load, run_option
+from .options import State, config_options, data_change_option, load, run_option
 from .output import emit, handle_errors
 
 
 @click.command("dataset-import")
 @config_options
 @run_option
+@data_change_option
 @click.pass_obj
 @handle_errors
-def dataset_import(state: State, config_path, provider, overrides, run_id):
+def dataset_import(state: State, config_path, provider, overrides, run_id, allow_data_change):
     """Read the dataset, check it, split it, and upload it to the provider."""
     from .. import api
-    cfg = load(config_path, provider, overrides)
-    run, ref = api.import_dataset(cfg, run_id, progress=state.progress)
+    cfg = load(config_path, provider, overrides, run_id)
+    run, ref = api.import_dataset(cfg, run_id, allow_data_change=allow_data_change, progress=state.progress)
     emit(state, {"run": run.id, "dataset": ref},
          lambda v: click.echo(f"run {run.id}: dataset {ref.id} — {ref.images} images, {len(ref.labels)} labels"))
 

@@ -7,21 +7,23 @@ import sys
 import click
 
 from ..render import render_evaluation, render_predictions
-from .options import State, config_options, load, run_option, wait_options
+from .options import State, config_options, data_change_option, load, run_option, wait_options
 from .output import emit, handle_errors
 
 
 @click.command()
 @config_options
 @run_option
+@data_change_option
 @wait_options
 @click.pass_obj
 @handle_errors
-def train(state: State, config_path, provider, overrides, run_id, wait, timeout):
+def train(state: State, config_path, provider, overrides, run_id, allow_data_change, wait, timeout):
     """Train a model (importing the dataset first if the run has none)."""
     from .. import api
-    cfg = load(config_path, provider, overrides)
-    run, result = api.train(cfg, run_id, wait=wait, timeout=timeout, progress=state.progress)
+    cfg = load(config_path, provider, overrides, run_id)
+    run, result = api.train(cfg, run_id, wait=wait, timeout=timeout, allow_data_change=allow_data_change,
+                            progress=state.progress)
     emit(state, {"run": run.id, "train": result},
          lambda v: click.echo(f"run {run.id}: training {result.status}"
                               + (f", model {result.model_id}" if result.model_id else "")
@@ -31,18 +33,20 @@ def train(state: State, config_path, provider, overrides, run_id, wait, timeout)
 @click.command()
 @config_options
 @run_option
+@data_change_option
 @click.option("--gate", "gates", multiple=True, metavar="METRIC>=VALUE",
               help="Fail (exit 9) unless the metric holds, e.g. accuracy>=0.9 or recall@roses>=0.8.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Stop waiting for training after this long.")
 @click.pass_obj
 @handle_errors
-def evaluate(state: State, config_path, provider, overrides, run_id, gates, timeout):
+def evaluate(state: State, config_path, provider, overrides, run_id, allow_data_change, gates, timeout):
     """Score the test split and compute metrics locally, the same way for every provider."""
     from .. import api
     from ..errors import QualityGateFailed
-    cfg = load(config_path, provider, overrides)
+    cfg = load(config_path, provider, overrides, run_id)
     try:
-        run, ev = api.evaluate(cfg, run_id, gates=list(gates), timeout=timeout, progress=state.progress)
+        run, ev = api.evaluate(cfg, run_id, gates=list(gates), timeout=timeout,
+                               allow_data_change=allow_data_change, progress=state.progress)
     except QualityGateFailed as exc:
         if state.json:
             click.echo(json.dumps({**exc.details.get("evaluation", {}), "error": exc.to_json()}, indent=2))
@@ -63,7 +67,7 @@ def deploy(state: State, config_path, provider, overrides, run_id, detach, port,
     """Deploy the trained model to an endpoint (local: an HTTP server)."""
     from .. import api
     extra = [*overrides, *(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port else [])]
-    cfg = load(config_path, provider, extra)
+    cfg = load(config_path, provider, extra, run_id)
     run, dep = api.deploy(cfg, run_id, timeout=timeout, progress=state.progress)
     emit(state, {"run": run.id, "deployment": dep},
          lambda v: click.echo(f"run {run.id}: {dep.status} at {dep.endpoint}"))
@@ -80,7 +84,7 @@ def export(state: State, config_path, provider, overrides, run_id, dest):
     """Download the trained model in portable formats (local: ONNX; customvision: compact domains;
     vertex: MOBILE_TF_* model types)."""
     from .. import api
-    cfg = load(config_path, provider, overrides)
+    cfg = load(config_path, provider, overrides, run_id)
     run, paths = api.export(cfg, run_id, dest, progress=state.progress)
     emit(state, {"run": run.id, "files": [str(p) for p in paths]},
          lambda v: click.echo("\n".join(v["files"]) or f"run {run.id}: nothing exported"))
@@ -105,7 +109,7 @@ def predict(state: State, config_path, provider, overrides, run_id, inputs, top_
             from ..errors import UsageError
             raise UsageError("no images given", hint="imgcls predict IMAGE… (or pipe a list of paths with '-')")
         items = [line.strip() for line in sys.stdin if line.strip()]
-    cfg = load(config_path, provider, overrides)
+    cfg = load(config_path, provider, overrides, run_id)
     preds = api.predict(cfg, items, run_id, top_k=top_k, via=via or "auto", progress=state.progress)
     emit(state, {"predictions": preds}, lambda v: render_predictions(preds, fmt))
 
@@ -113,15 +117,17 @@ def predict(state: State, config_path, provider, overrides, run_id, inputs, top_
 @click.command("run")
 @config_options
 @run_option
+@data_change_option
 @click.option("--timeout", type=float, metavar="SECONDS")
 @click.argument("inputs", nargs=-1)
 @click.pass_obj
 @handle_errors
-def run_cmd(state: State, config_path, provider, overrides, run_id, timeout, inputs):
+def run_cmd(state: State, config_path, provider, overrides, run_id, allow_data_change, timeout, inputs):
     """Every step from one config: import, train, evaluate, deploy, predict (INPUTS or 3 test images)."""
     from .. import api
-    cfg = load(config_path, provider, overrides)
-    result = api.run(cfg, run_id, list(inputs), timeout=timeout, progress=state.progress)
+    cfg = load(config_path, provider, overrides, run_id)
+    result = api.run(cfg, run_id, list(inputs), timeout=timeout, allow_data_change=allow_data_change,
+                     progress=state.progress)
 
     def render(_):
         render_evaluation(result["run"], result["evaluation"])

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import click
 
+DEFAULT_CONFIG = "imgcls.yaml"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -15,21 +17,22 @@ class State:
     @functools.cached_property
     def progress(self):
         from ..progress import Progress
-        return Progress(enabled=not (self.json or self.quiet), verbose=self.verbose)
+        return Progress(enabled=not (self.json or self.quiet), verbose=self.verbose, warnings=not self.quiet)
 
 
 def config_options(fn):
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                       help="Override any config key, e.g. --set train.preset=best.")(fn)
     fn = click.option("--provider", "-p", help="Provider, overriding the config's.")(fn)
-    fn = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), default="imgcls.yaml",
+    fn = click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), default=DEFAULT_CONFIG,
                       show_default=True, envvar="IMGCLS_CONFIG", help="The YAML run config.")(fn)
     return fn
 
 
 def run_option(fn):
     return click.option("--run", "run_id", metavar="RUN_ID",
-                        help="Continue this run (default: the latest run of this config and provider).")(fn)
+                        help="Work on this run (default: the latest run of this config and data); without -c, "
+                             "the run's own config is used.")(fn)
 
 
 def wait_options(fn):
@@ -39,6 +42,15 @@ def wait_options(fn):
     return fn
 
 
-def load(config_path: str, provider: str | None, overrides) -> object:
+def load(config_path: str | None, provider: str | None, overrides, run_id: str | None = None) -> object:
+    """The config: the file given; with --run and no config file here, the run's own copy."""
     from .. import api
-    return api.load(config_path, provider, list(overrides))
+    if run_id and (config_path is None or (config_path == DEFAULT_CONFIG and not Path(config_path).exists())):
+        return api.load(None, provider, list(overrides), run_id=run_id)
+    return api.load(config_path or DEFAULT_CONFIG, provider, list(overrides))
+
+
+def data_change_option(fn):
+    return click.option("--allow-data-change", is_flag=True,
+                        help="With --run: go on although the dataset changed since the run read it (the run "
+                             "keeps its own manifest).")(fn)

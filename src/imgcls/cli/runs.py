@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..render import render_compare, render_compare_html, render_status
+from ..render import render_compare, render_compare_html, render_down, render_runs, render_status
 from .options import State, config_options, load, run_option
 from .output import emit, handle_errors
 
@@ -19,16 +19,44 @@ from .output import emit, handle_errors
 @click.pass_obj
 @handle_errors
 def status(state: State, config_path, provider, overrides, run_id, runs_dir):
-    """Show a run (its steps, training state and resources), or list the runs."""
+    """Show a run (its steps, training state, and each resource as the provider sees it now), or list
+    the runs. Only reads: never trains, uploads or deletes."""
     from .. import api
     cfg = load(config_path, provider, overrides) if config_path else None
     result = api.status(cfg, run_id, runs_dir, progress=state.progress)
     emit(state, result, render_status)
 
 
+@click.command("runs")
+@click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's "
+                                                                     ".imgcls/runs, found from any folder under it).")
+@click.pass_obj
+@handle_errors
+def runs_cmd(state: State, runs_dir):
+    """List the runs: provider, state, created, data fingerprint, and what each still holds live.
+    Damaged ledgers are listed too (fix them with `imgcls doctor`)."""
+    from .. import api
+    emit(state, api.runs(runs_dir), render_runs)
+
+
+@click.command()
+@run_option
+@click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live.")
+@click.pass_obj
+@handle_errors
+def doctor(state: State, run_id, runs_dir):
+    """Rebuild damaged ledgers (from ledger.json.bak, else from the run folder) and reconcile entries a
+    killed command left pending with the provider. The damaged file is kept beside the new one."""
+    from .. import api
+    result = api.doctor(run_id, runs_dir, progress=state.progress)
+    emit(state, result, lambda v: click.echo(v["message"] or "\n".join(
+        f"run {r['run']}: rebuilt from {r['from']} (it was: {r['was']})" for r in v["repaired"])))
+
+
 @click.command()
 @config_options
 @run_option
+@click.option("--dry-run", is_flag=True, help="List what would be deleted and kept; change nothing.")
 @click.option("--keep", multiple=True, metavar="KIND",
               help="Keep resources of this kind (e.g. --keep project, --keep model, --keep dataset).")
 @click.option("--keep-project", is_flag=True, help="customvision: keep the project and its images.")
@@ -36,20 +64,22 @@ def status(state: State, config_path, provider, overrides, run_id, runs_dir):
 @click.option("--keep-dataset", is_flag=True, help="Keep the uploaded dataset.")
 @click.pass_obj
 @handle_errors
-def down(state: State, config_path, provider, overrides, run_id, keep, keep_project, keep_model, keep_dataset):
-    """Delete every cloud resource (or local server) the run created, as its ledger lists them."""
+def down(state: State, config_path, provider, overrides, run_id, dry_run, keep, keep_project, keep_model,
+         keep_dataset):
+    """Delete what runs created, as their ledgers list it: --run ID, or every run of the config (by its
+    name and provider, whatever was edited since) that still holds something live. What a run only
+    used (a project, a cluster, a bucket you named) is kept."""
     from .. import api
     kinds = set(keep) | ({"project", "image"} if keep_project else set()) | ({"model"} if keep_model else set()) \
         | ({"dataset", "data", "blob", "object"} if keep_dataset else set())
-    cfg = load(config_path, provider, overrides)
-    result = api.down(cfg, run_id, tuple(sorted(kinds)), progress=state.progress)
-    emit(state, result, lambda v: click.echo(f"run {result['run']}: deleted {len(result['deleted'])}, "
-                                             f"kept {len(result['kept'])}"))
+    cfg = load(config_path, provider, overrides, run_id)
+    result = api.down(cfg, run_id, tuple(sorted(kinds)), dry_run=dry_run, progress=state.progress)
+    emit(state, result, render_down)
 
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--runs-dir", default=".imgcls/runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's).")
 @click.option("--force", is_flag=True, help="Compare on the shared test images even if the splits differ.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Also write an HTML table here.")
 @click.pass_obj
@@ -67,7 +97,7 @@ def compare(state: State, runs, runs_dir, force, html_out):
 
 @click.command()
 @click.argument("run_id", required=False)
-@click.option("--runs-dir", default=".imgcls/runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's).")
 @click.option("--open", "open_it", is_flag=True, help="Open it in the browser, when there is one.")
 @click.pass_obj
 @handle_errors
@@ -87,4 +117,4 @@ def report(state: State, run_id, runs_dir, open_it):
     emit(state, {"report": str(path), "opened": opened}, lambda v: click.echo(str(path)))
 
 
-COMMANDS = [status, down, compare, report]
+COMMANDS = [status, runs_cmd, down, doctor, compare, report]

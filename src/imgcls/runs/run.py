@@ -85,7 +85,7 @@ class Run:
         import yaml
 
         from ..config import RunConfig
-        return RunConfig.model_validate(yaml.safe_load(self.file("config.yaml").read_text()))
+        return RunConfig.model_validate({**yaml.safe_load(self.file("config.yaml").read_text()), "from_run": self.id})
 
     def step(self, name: str) -> dict | None:
         return self.ledger["steps"].get(name)

@@ -10,10 +10,11 @@ import time
 import psutil
 
 
-def identity(pid: int) -> dict:
-    """What the ledger records of a process we started: pid, start time and command line."""
+def identity(pid: int, argv: list[str] | None = None) -> dict:
+    """What the ledger records of a process we started: pid, start time and command line (`argv` as we
+    launched it: right after the fork the child may not have exec'd it yet)."""
     proc = psutil.Process(pid)
-    return {"pid": pid, "started_at": proc.create_time(), "cmdline": proc.cmdline()}
+    return {"pid": pid, "started_at": proc.create_time(), "cmdline": list(argv) if argv else proc.cmdline()}
 
 
 def matches(entry: dict) -> bool:
@@ -27,9 +28,15 @@ def matches(entry: dict) -> bool:
         proc = psutil.Process(int(pid))
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return abs(proc.create_time() - float(started)) < 0.05 and proc.cmdline() == entry.get("cmdline")
+        # the interpreter's path may read differently (a venv's symlink): its arguments must all be there
+        return abs(proc.create_time() - float(started)) < 0.05 \
+            and _holds(proc.cmdline(), (entry.get("cmdline") or [None])[1:])
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
         return False
+
+
+def _holds(cmdline: list[str], args: list) -> bool:
+    return bool(args) and cmdline[1:len(args) + 1] == list(args)
 
 
 def find(*needles: str) -> dict | None:

@@ -71,10 +71,10 @@ class LocalProvider(Provider):
         log = self.run.file("train.log")
         name = f"train:{self.run.id}"
         self.run.intend("process", name, role="training", log=str(log))
+        argv = [sys.executable, "-m", "imgcls.providers.local.worker", str(self.run.path)]
         with open(log, "ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.worker", str(self.run.path)],
-                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        who = process.identity(proc.pid)
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        who = process.identity(proc.pid, argv)
         self.run.record("process", f"pid:{proc.pid}", name=name, role="training", log=str(log), **who)
         return self.run.record_operation("train", op_id, mode="worker", log=str(log), **who)
 
@@ -130,6 +130,13 @@ class LocalProvider(Provider):
     def deploy_model(self, model: TrainResult) -> Deployment:
         self._require_model()
         dep = self.config.deploy
+        for pending in self.run.pending("server"):   # a kill between starting a server and recording it
+            found = self.find(pending)
+            if found is None:
+                self.run.mark_deleted(pending, "abandoned")
+            else:
+                found = dict(found)
+                self.run.record("server", found.pop("id"), name=pending["name"], **found)
         running = self._live_server()
         if running:
             return Deployment("local", running["url"], "serving", extra={"pid": running["pid"]})
@@ -143,12 +150,12 @@ class LocalProvider(Provider):
         log = self.run.file("serve.log")
         name = f"serve:{port}"
         self.run.intend("server", name, url=url, port=port, log=str(log))
+        argv = [sys.executable, "-m", "imgcls.providers.local.serve", str(self.artifact_dir),
+                "--host", dep.host, "--port", str(port)]
         with open(log, "ab") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.serve", str(self.artifact_dir),
-                                     "--host", dep.host, "--port", str(port)],
-                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         self.run.record("server", f"pid:{proc.pid}", name=name, url=url, port=port, log=str(log),
-                        **process.identity(proc.pid))
+                        **process.identity(proc.pid, argv))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
