@@ -148,3 +148,24 @@ def test_two_processes_writing_one_ledger_lose_nothing(tmp_path):
     ids = {r["id"] for r in Run(run.path).ledger["resources"]}
     assert ids == {f"{tag}-{i}" for tag in ("a", "b") for i in range(200)}
     assert seen["partial"] == 0 and seen["reads"] > 0
+
+
+def test_status_lists_damaged_runs_and_doctor_rebuilds_from_the_backup(tmp_path, capsys):
+    from imgcls import api
+    from imgcls.progress import Progress
+    root = tmp_path / ".imgcls" / "runs"
+    good = Run.create(root, "exp", "local")
+    bad = Run.create(root, "exp", "local")
+    (bad.path / "config.yaml").write_text("name: exp\nprovider: local\ndataset: {source: data}\n")
+    bad.record("server", "pid:1", url="http://x")
+    bad.record("server", "pid:2", url="http://y")                 # the .bak holds pid:1 only
+    bad.ledger_path.write_text('{"run_id": "')                      # truncated
+    listed = api.status(runs_root=str(root))
+    assert [r["run"] for r in listed["runs"]] == [good.id]
+    assert listed["damaged"][0]["run"] == bad.id and "not valid JSON" in listed["damaged"][0]["reason"]
+    assert api.status(run_id=good.id, runs_root=str(root))["run"] == good.id
+    out = api.doctor(bad.id, runs_root=str(root), progress=Progress(warnings=True, enabled=True))
+    assert out["repaired"][0]["from"] == "ledger.json.bak"
+    assert [r["id"] for r in Run(bad.path).ledger["resources"]] == ["pid:1"]
+    assert list(bad.path.glob("ledger.json.damaged-*"))              # the damaged file is kept
+    assert api.doctor(runs_root=str(root))["message"] == "no damaged ledger found"

@@ -69,7 +69,10 @@ def _checked_manifest(t: Target, provider: Provider) -> pd.DataFrame:
     """The run's manifest (its files checked against their hashes), or the dataset read now, checked
     against the provider's limits and written into the run."""
     cfg, path = t.cfg, t.run.file("manifest.jsonl")
-    if path.exists():
+    # The manifest is the run's own once imported, or cleaned by `validate --fix`; before that (an
+    # import that stopped on a refused image, say) the source is read again, fixed files and all.
+    settled = (t.run.step("import") or {}).get("complete") or (t.run.step("validate") or {}).get("fixed")
+    if path.exists() and settled:
         df = t.manifest()
     else:
         df = t.fresh if t.fresh is not None else build_manifest(cfg)
@@ -84,7 +87,7 @@ def _checked_manifest(t: Target, provider: Provider) -> pd.DataFrame:
                         findings=[f.to_json() for f in errs])
     for f in findings:
         provider.progress.log(f"warning: {f.message}")
-    if not path.exists():
+    if not (path.exists() and settled):
         manifest.write(df, path)
     return df
 

@@ -183,8 +183,9 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
     if run_id:
         given = cfg
         cfg, run = address(cfg, run_id)
-        if given is None or given.from_run == run.id or not check_data or not run.file("manifest.jsonl").exists():
-            return Target(cfg, run)
+        imported = (run.step("import") or {}).get("complete")
+        if given is None or given.from_run == run.id or not check_data or not imported:
+            return Target(cfg, run)   # an import that did not finish reads the source again
         fresh = build_manifest(cfg)
         recorded = run_data_fingerprint(run)
         if recorded is not None and data_fingerprint(fresh) != recorded and not allow_data_change:
@@ -200,8 +201,10 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
     fresh = build_manifest(cfg) if check_data else None
     data_fp = data_fingerprint(fresh) if fresh is not None else None
     config_fp = config_fingerprint(cfg)
+    found, damaged = runs_mod.scan(root)
+    warn_damaged(damaged, cfg, progress)
     if not new:
-        for run in runs_mod.list_runs(root):
+        for run in found:
             if run.name == cfg.name and run.provider == cfg.provider \
                     and run.ledger.get("config_fingerprint") == config_fp \
                     and (data_fp is None or run_data_fingerprint(run) in (data_fp, None)):
@@ -216,6 +219,14 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
         run.set_fields(started_because=reason)
         progress.warn(reason)
     return Target(cfg, run, fresh)
+
+
+def warn_damaged(damaged: list, cfg: RunConfig, progress: Progress) -> None:
+    """A run of this config whose ledger cannot be read is not silently passed over."""
+    for d in damaged:
+        if d.id.startswith(f"{cfg.name}-{cfg.provider}-"):
+            progress.warn(f"run {d.id} was passed over: its ledger {d.path} is damaged ({d.reason}); "
+                          f"`imgcls doctor --run {d.id}` rebuilds it")
 
 
 def _why_new(previous: Run, run: Run, cfg: RunConfig, config_fp: str, fresh: pd.DataFrame | None) -> str:

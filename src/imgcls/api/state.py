@@ -11,7 +11,7 @@ from ..errors import ImgclsError, ProviderError, UsageError
 from ..progress import Progress
 from ..runs import Run
 from ..runs.store import LedgerStore, now
-from .runstate import QUIET, config_fingerprint, provider_for, runs_dir
+from .runstate import QUIET, config_fingerprint, provider_for, runs_dir, warn_damaged
 
 
 def _root(cfg: RunConfig | None, runs_root: str | Path | None) -> Path:
@@ -127,8 +127,9 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
     if run_id:
         targets = [runs_mod.open_run(root, run_id)]
     elif cfg is not None:
-        targets = [r for r in runs_mod.list_runs(root)
-                   if r.name == cfg.name and r.provider == cfg.provider and r.live()]
+        found, damaged = runs_mod.scan(root)
+        warn_damaged(damaged, cfg, progress)
+        targets = [r for r in found if r.name == cfg.name and r.provider == cfg.provider and r.live()]
     else:
         raise UsageError("down needs -c CONFIG or --run RUN_ID", hint="`imgcls runs` lists the runs")
     done = [_down_one(run, cfg, keep, dry_run, root, progress) for run in targets]

@@ -83,9 +83,16 @@ class Run:
     def config(self):
         """The RunConfig the run was started with (workers, resumed runs and `--run` alone read it back)."""
         import yaml
+        from pydantic import ValidationError
 
         from ..config import RunConfig
-        return RunConfig.model_validate({**yaml.safe_load(self.file("config.yaml").read_text()), "from_run": self.id})
+        from ..errors import ConfigError
+        path = self.file("config.yaml")
+        try:
+            return RunConfig.model_validate({**yaml.safe_load(path.read_text()), "from_run": self.id})
+        except (OSError, yaml.YAMLError, TypeError, ValidationError) as exc:
+            raise ConfigError(f"run {self.id} has no readable config at {path} ({type(exc).__name__})",
+                              hint="pass the config the run was started with: -c CONFIG --run " + self.id) from None
 
     def step(self, name: str) -> dict | None:
         return self.ledger["steps"].get(name)
