@@ -231,6 +231,7 @@ def evaluate(cfg: RunConfig, run_id: str | None = None, gates: list[str] = (), t
     from .metrics import classification
     from .metrics import gates as gates_mod
 
+    extra_gates = gates_mod.parse_gates(gates)  # before any work: a typo must not cost an evaluation
     run, model, provider = _trained(cfg, run_id, progress, timeout)
     labels = labels_of_run(run)
     df = manifest.read(run.file("manifest.jsonl"))
@@ -250,7 +251,7 @@ def evaluate(cfg: RunConfig, run_id: str | None = None, gates: list[str] = (), t
         report = str(report_mod.write_report(run.file("report"), metrics, y_true, scores, labels,
                                              list(test["uri"]), cfg.multilabel, cfg.predict.threshold,
                                              title=f"{cfg.name} on {cfg.provider}", provider=cfg.provider))
-    gate_results = gates_mod.check_gates(metrics, {**cfg.evaluate.gates, **gates_mod.parse_gates(gates)})
+    gate_results = gates_mod.check_gates(metrics, {**cfg.evaluate.gates, **extra_gates})
     evaluation = Evaluation(cfg.provider, model.model_id, metrics, provider.service_metrics(model),
                             gate_results, report)
     write_json(run.file("results", "evaluation.json"), evaluation)
