@@ -187,7 +187,7 @@ CASES = [
          build=csv_file(lambda u: good_rows(u, [",red"]))),
     Case("csv-ml-use-only", V, 4, ["{user}/data.csv:13"], config="name: t\ndataset: {source: {user}/data.csv}\n",
          build=csv_file(lambda u: good_rows(u, ["TRAINING"]))),
-    Case("csv-missing-image", V, 4, ["{user}/missing.jpg", "not found"],
+    Case("csv-missing-image", V, 4, ["{user}/missing.jpg", "not found", "{user}/data.csv:13"],
          config="name: t\ndataset: {source: {user}/data.csv}\n",
          build=csv_file(lambda u: good_rows(u, [f"{u}/missing.jpg,red"]))),
     Case("csv-columns-swapped", V, 4, ["not found"], config="name: t\ndataset: {source: {user}/data.csv}\n",

@@ -37,10 +37,10 @@ def train(state: State, wait, timeout):
 @click.pass_obj
 def evaluate(state: State, gates, timeout):
     """Score the test split and compute metrics locally, the same way for every provider."""
-    from .. import api
-    from ..errors import QualityGateFailed
     from ..metrics.gates import parse_gates
     parse_gates(list(gates))  # a typo here is exit 2 now, not after a whole evaluation
+    from .. import api
+    from ..errors import QualityGateFailed
     cfg = load(state)
     try:
         run, ev = api.evaluate(cfg, state.run_id, gates=list(gates), timeout=timeout, progress=state.progress)
@@ -108,8 +108,8 @@ def _inputs(inputs: tuple[str, ...], required: bool) -> list[str]:
 @click.pass_obj
 def predict(state: State, inputs, top_k, via, fmt):
     """Predict images: files, folders, globs, or '-' to read a list of paths from stdin."""
-    from .. import api
     paths = _inputs(inputs, required=True)
+    from .. import api
     cfg = load(state)
     preds = api.predict(cfg, paths, state.run_id, top_k=top_k, via=via or "auto", progress=state.progress)
     emit(state, {"predictions": preds}, lambda v: render_predictions(preds, fmt))
@@ -122,8 +122,8 @@ def predict(state: State, inputs, top_k, via, fmt):
 @click.pass_obj
 def run_cmd(state: State, timeout, inputs):
     """Every step from one config: import, train, evaluate, deploy, predict (INPUTS or 3 test images)."""
-    from .. import api
     paths = _inputs(inputs, required=False)
+    from .. import api
     cfg = load(state)
     result = api.run(cfg, state.run_id, paths, timeout=timeout, progress=state.progress)
 

@@ -2,7 +2,7 @@
 
 Rows are {uri, labels, split}; manifest.build() hashes and measures them. The frame's `attrs` carry what
 validation reports but the manifest does not keep: `skipped_hidden` (images under hidden names, left out
-like hidden files) and `origins` (file:line of each URI an import file lists, to name the row).
+like hidden files) and `origins` (the import file's file:line of each image, to name the row).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def load(source: str, fmt: str = "auto", multilabel: bool = False, default_split
         rows = merge_duplicates(rows)
     df = manifest.build(rows)
     df.attrs["skipped_hidden"] = skipped
-    df.attrs["origins"] = {r["uri"]: f"{path}:{r['line']}" for r in rows if "://" in r["uri"] and "line" in r}
+    df.attrs["origins"] = {r["uri"]: f"{path}:{r['line']}" for r in rows if "line" in r}
     return df
 
 

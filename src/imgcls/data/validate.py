@@ -96,12 +96,14 @@ def _fold_warnings(found: list[Finding], keep: int = 3) -> list[Finding]:
 def _unreadable(df: pd.DataFrame) -> list[Finding]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         errors = list(pool.map(decode_error, df["uri"]))
+    origins = df.attrs.get("origins", {})
     out = []
     for uri, err in zip(df["uri"], errors):
         if err is None:
             continue
         code = "empty-file" if err.startswith("empty") else ("missing-file" if "not found" in err else "corrupt-image")
-        out.append(Finding("error", code, f"{uri}: {err}",
+        where = f" (listed at {origins[uri]})" if uri in origins else ""
+        out.append(Finding("error", code, f"{uri}: {err}{where}",
                            "replace or delete the file, or run `imgcls validate --fix` to leave it out",
                            files=(uri,), drop=(uri,)))
     return out
