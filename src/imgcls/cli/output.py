@@ -78,7 +78,7 @@ class Cli(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         try:
             try:
-                code = super().main(argv, prog_name, complete_var, False, **extra)
+                code = super().main(args, prog_name, complete_var, False, **extra)
             except SystemExit as exc:
                 code = exc.code
             except click.ClickException as exc:
