@@ -8,7 +8,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -17,11 +17,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
-from .errors import ConfigError
+from . import safeyaml
+from .errors import ConfigError, UsageError
 
 PROVIDER_SECTIONS = ("local", "vertex", "customvision", "azureml")
 
@@ -72,16 +72,10 @@ class DeployConfig(Section):
 
 class PredictConfig(Section):
     threshold: float = Field(0.5, ge=0, le=1)
-    thresholds: dict[str, float] = Field(default_factory=dict, description="Per-label thresholds overriding `threshold`.")
+    # Each value checked on its own, so an error names the label's line.
+    thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="Per-label thresholds overriding `threshold`.")
     top_k: int = Field(5, ge=1)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _in_range(cls, v: dict[str, float]):
-        for label, t in v.items():
-            if not 0 <= t <= 1:
-                raise ValueError(f"threshold for {label!r} must be between 0 and 1")
-        return v
 
 
 class LocalConfig(Section):
@@ -212,41 +206,79 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def load_config(path: str | Path, overrides: list[str] = (), provider: str | None = None) -> RunConfig:
     """Read, expand and validate a YAML run config; `overrides` are `key.path=value` strings."""
+    from .overrides import check_overrides
+    check_overrides(overrides)  # the command line first: a typo there costs no file read
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file", hint="pass -c PATH/TO/CONFIG.yaml")
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}", hint="pass -c PATH, or write one with `imgcls init`")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x})",
+                          hint="save the config as UTF-8; is it really a YAML file?")
     return parse_config(text, str(path), overrides, provider, base_dir=str(path.resolve().parent))
 
 
 def parse_config(text: str, filename: str = "<config>", overrides: list[str] = (),
                  provider: str | None = None, base_dir: str = ".") -> RunConfig:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = safeyaml.load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{filename}:{mark.line + 1}" if mark else filename
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: YAML syntax error: {problem}", hint="fix the YAML syntax at that line")
+        raise _yaml_error(exc, filename) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{filename}:1: the config must be a mapping of keys, not {type(data).__name__}")
     lines = _line_map(node)
     data = _expand(data, (), filename, lines)
+    from .overrides import apply_override
     for item in overrides:
-        _apply_override(data, item)
+        apply_override(data, item)
     if provider:
         data["provider"] = provider
     data["base_dir"] = base_dir
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc, filename, lines) from None
+    _check_values(cfg, filename, lines, provider_given=bool(provider))
+    return cfg
+
+
+def _yaml_error(exc: yaml.YAMLError, filename: str) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{filename}:{mark.line + 1}" if mark else filename
+    problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, safeyaml.Refused):
+        return ConfigError(f"{where}: {problem}", hint="write the values out plainly, once each")
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and cmark and (not mark or cmark.line != mark.line):
+        problem += f" ({context} at {filename}:{cmark.line + 1})"
+    return ConfigError(f"{where}: YAML syntax error: {problem}", hint="fix the YAML syntax at that line")
+
+
+def _check_values(cfg: RunConfig, filename: str, lines: dict, provider_given: bool) -> None:
+    """What the models cannot know alone: provider names (a registry) and gate names (metrics)."""
+    from .metrics.gates import gate_problem
+    from .providers import registry
+    if not provider_given:
+        try:
+            registry.check_name(cfg.provider)
+        except UsageError as exc:
+            raise ConfigError(f"{_where(filename, lines, ('provider',))}: provider: {exc.message}",
+                              hint=exc.hint) from None
+    for name, bound in cfg.evaluate.gates.items():
+        problem = gate_problem(name, bound)
+        if problem:
+            raise ConfigError(f"{_where(filename, lines, ('evaluate', 'gates', name))}: evaluate.gates: {problem}",
+                              hint="gates look like {accuracy: 0.9, 'recall@roses': 0.8}")
 
 
 def _line_map(node, path=()) -> dict[tuple, int]:
@@ -283,33 +315,19 @@ def _expand(value, path, filename, lines):
         raise ConfigError(f"{_where(filename, lines, path)}: {_dotted(path)} uses ${{{name}}}, which is not set",
                           hint=f"export {name}=…, or write ${{{name}:-default}} in the config")
 
+    expanded = _VAR.sub(lambda m: "\0" * len(m.group(0)), value)  # what is left is not a ${NAME}
+    bad = expanded.find("${")
+    if bad >= 0:
+        ref = value[bad:].split("}", 1)[0] + ("}" if "}" in value[bad:] else "")
+        raise ConfigError(f"{_where(filename, lines, path)}: {_dotted(path)}: {ref!r} is not a variable reference",
+                          hint="write ${NAME} or ${NAME:-default}, NAME made of letters, digits and _")
     return _VAR.sub(sub, value)
-
-
-def _apply_override(data: dict, item: str) -> None:
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {item!r} is not key.path=value", hint="e.g. --set train.preset=best")
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        value = raw
-    parts = key.split(".")
-    target = data
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if nxt is None:
-            nxt = target[part] = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a section")
-        target = nxt
-    target[parts[-1]] = value
 
 
 def _config_error(exc: ValidationError, filename: str, lines: dict) -> ConfigError:
     messages = []
     for err in exc.errors():
-        path = tuple(err["loc"])
+        path = tuple(p for p in err["loc"] if p != "[key]")  # a dict key's own error: the key's line
         where = _where(filename, lines, path)
         dotted = _dotted(path)
         if err["type"] == "extra_forbidden":

@@ -12,10 +12,15 @@ def render_validation(result: dict) -> None:
     click.echo(f"{s['images']} images, {s['labels']} labels "
                f"(train {s['splits']['train']}, validation {s['splits']['validation']}, test {s['splits']['test']})"
                f" — checked for {result['provider']}")
+    if s.get("skipped_hidden"):
+        click.echo(f"  ({s['skipped_hidden']} hidden images skipped: hidden files and everything under hidden "
+                   "folders, such as .thumbs/)")
     for f in result["findings"]:
         click.echo(f"  {f['level'].upper():7} {f['code']}: {f['message']}")
         click.echo(f"          fix: {f['fix']}")
     if result.get("fixed_manifest"):
+        for label, into in (m for f in result["findings"] for m in f.get("merge", ())):
+            click.echo(f"merged label '{label}' into '{into}'")
         click.echo(f"cleaned manifest: {result['fixed_manifest']} (run {result['run']}, "
                    f"{len(result['dropped'])} images left out)")
     if not result["findings"]:

@@ -46,16 +46,17 @@ def test_evaluate_json_is_one_document(project):
 
 def test_gate_that_fails_exits_9_and_json_carries_gates(project):
     root, cfg, doc = project
-    proc = imgcls("--json", "evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>=1.01",
+    # accuracy > 1.0 can never hold (a bound past 1, such as >=1.01, is refused as a usage error up front)
+    proc = imgcls("--json", "evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>1.0",
                   "--gate", "recall@red>=0.0", cwd=root, check_code=9)
     out = json.loads(proc.stdout)
     gates = {g["metric"]: g for g in out["gates"]}
-    assert gates["accuracy"]["passed"] is False and gates["accuracy"]["bound"] == 1.01
+    assert gates["accuracy"]["passed"] is False and gates["accuracy"]["bound"] == 1.0
     assert gates["recall@red"]["passed"] is True
     assert out["error"]["exit_code"] == 9
-    proc = imgcls("evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>=1.01", cwd=root,
+    proc = imgcls("evaluate", "-c", str(cfg), "--run", doc["run"], "--gate", "accuracy>1.0", cwd=root,
                   check_code=9)
-    assert "accuracy = " in proc.stderr and "needs >= 1.01" in proc.stderr
+    assert "accuracy = " in proc.stderr and "needs > 1.0" in proc.stderr
 
 
 def test_gate_that_holds_exits_0(project):

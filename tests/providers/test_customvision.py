@@ -191,7 +191,7 @@ def test_interrupted_import_resumes_with_only_the_missing_images(fake, tmp_path,
 def test_batches_stay_within_64_images_and_20_tags(fake, tmp_path):
     labels = {f"c{i:02d}": 5 for i in range(25)}
     data = make_dataset(tmp_path / "data", labels, size=(32, 32))
-    cfg = api.load(write_cfg(tmp_path, data, "split: {validation: 0, test: 0}\n"))
+    cfg = api.load(write_cfg(tmp_path, data), overrides=["split.validation=0", "split.test=0"])
     api.import_dataset(cfg)
     bodies = upload_bodies(fake)
     assert all(len(b["images"]) <= 64 for b in bodies)

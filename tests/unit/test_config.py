@@ -4,7 +4,7 @@ import json
 import pytest
 
 from imgcls.config import load_config, parse_config, schema
-from imgcls.errors import ConfigError
+from imgcls.errors import ConfigError, UsageError
 
 BASE = "name: flowers\ndataset:\n  source: data/\n"
 
@@ -63,9 +63,45 @@ def test_set_overrides_parse_values():
     assert cfg.predict.thresholds == {"roses": 0.7} and cfg.evaluate.gates == {"accuracy": 0.9}
 
 
-def test_bad_override_and_bad_value():
-    assert "key.path=value" in err(BASE, overrides=["nonsense"])
-    assert "train.preset" in err(BASE, overrides=["train.preset=fastest"])
+def test_bad_override_and_bad_value_are_usage_errors():
+    """--set is the command line: its mistakes are exit 2, found before the file is read."""
+    for item, needles in [("nonsense", ["key.path=value"]), ("train.preset=fastest", ["train.preset", "fastest"]),
+                          ("train.presett=best", ["train.presett", "did you mean 'train.preset'"]),
+                          ("name.x=1", ["'name' is a value"]), ("predict.thresholds.roses=2", ["roses", "1"])]:
+        with pytest.raises(UsageError) as exc:
+            parse_config(BASE, "run.yaml", overrides=[item])
+        assert exc.value.exit_code == 2 and all(n in str(exc.value) for n in needles), str(exc.value)
+    with pytest.raises(UsageError):
+        load_config("/no/such/file.yaml", overrides=["split.seed=lots"])  # the override first
+
+
+def test_duplicate_keys_alias_bombs_and_depth_are_refused_with_a_line():
+    assert "run.yaml:6" in err(BASE + "train:\n  preset: best\ntrain: {}\n")
+    assert "duplicate key 'source'" in err(BASE + "  source: again\n")
+    bomb = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    assert "alias" in err(BASE + bomb)
+    assert "recursive" in err(BASE + "x: &r [1, *r]\n")
+    assert "deeper than" in err(BASE + "x: " + "[" * 200 + "]" * 200 + "\n")
+    assert "deeper than" in err(BASE + "".join("  " * i + f"k{i}:\n" for i in range(150)) + "  " * 150 + "v\n")
+
+
+def test_merge_keys_and_small_aliases_still_work():
+    cfg = parse_config("name: a\ndataset: {source: &s data/, test_source: *s}\n")
+    assert cfg.dataset.test_source == "data/"
+    cfg = parse_config("name: a\ndataset: &d {source: x}\ntrain: {preset: best}\n"
+                       "azureml:\n  training_parameters:\n    <<: {number_of_epochs: 3}\n    number_of_epochs: 5\n")
+    assert cfg.azureml.training_parameters == {"number_of_epochs": 5}
+
+
+def test_config_gates_and_provider_are_checked_at_load():
+    assert "run.yaml:6" in err(BASE + "evaluate:\n  gates:\n    acuracy: 0.9\n")
+    assert "between 0 and 1" in err(BASE + "evaluate:\n  gates:\n    recall@roses: 1.2\n")
+    assert "run.yaml:2" in err("name: a\nprovider: vertx\ndataset: {source: d}\n")
+
+
+def test_malformed_variable_reference():
+    assert "'${DATA/x'" in err("name: a\ndataset:\n  source: ${DATA/x\n")
 
 
 def test_provider_override():

@@ -3,7 +3,8 @@ import json
 
 import pandas as pd
 
-from imgcls.data import exporters, importers, manifest, split
+from imgcls.data import exporters, importers, manifest, split, validate
+from imgcls.providers.base import Limits
 from tests.conftest import make_dataset, make_image
 
 
@@ -100,3 +101,36 @@ def test_batches_respect_image_and_tag_limits():
     sizes = [(len(b), len({l for ls in b["labels"] for l in ls})) for b in exporters.batches(df, 64, 20)]
     assert sum(n for n, _ in sizes) == 150
     assert all(n <= 64 and t <= 20 for n, t in sizes)
+
+
+def test_hidden_folders_are_skipped_and_counted(tmp_path):
+    root = make_dataset(tmp_path / "d", {"red": 3, "blue": 3}, size=(32, 24))
+    make_dataset(root / "red" / ".thumbs", {"x": 2}, size=(32, 24))   # red/.thumbs/x/x_000.jpg …
+    (root / "blue" / ".hidden.jpg").write_bytes((root / "blue" / "blue_000.jpg").read_bytes())
+    df = importers.load(str(root))
+    assert len(df) == 6 and not any("/." in u for u in df["uri"])
+    assert manifest.summary(df)["skipped_hidden"] == 3
+
+
+def test_case_twins_are_one_error_and_clean_merges_them(tmp_path):
+    root = make_dataset(tmp_path / "d", {"Cat": 3, "dog": 3}, size=(32, 24))
+    make_dataset(root, {"cat": 4}, seed=3, size=(32, 24))
+    df = split.assign(importers.load(str(root)), 0.0, 0.2)
+    findings = [f for f in validate.check(df, Limits(), "local", False) if f.code == "case-twin-labels"]
+    assert len(findings) == 1 and findings[0].merge == (("Cat", "cat"),)   # the larger spelling wins
+    assert f"{root}/Cat/" in findings[0].message and f"{root}/cat/" in findings[0].message
+    cleaned, dropped = validate.clean(df, findings)
+    assert dropped == [] and manifest.labels_of(cleaned) == ["cat", "dog"]
+
+
+def test_remote_uris_follow_the_schemes_a_provider_reads(tmp_path):
+    make_dataset(tmp_path / "d", {"a": 2, "b": 2}, size=(32, 24))
+    rows = [f"{p},{p.parent.name}" for p in sorted((tmp_path / "d").rglob("*.jpg"))]
+    (tmp_path / "f.csv").write_text("\n".join(rows + ["gs://bkt/x.jpg,a", "s3://bkt/y.jpg,b"]) + "\n")
+    df = importers.load(str(tmp_path / "f.csv"))
+    codes = lambda schemes: sorted(f.message.split(": ")[1] for f in validate.check(df, Limits(), "p", False, schemes)
+                                   if f.code == "remote-uri")
+    assert codes(()) == ["gs://bkt/x.jpg", "s3://bkt/y.jpg"]
+    assert codes(("gs",)) == ["s3://bkt/y.jpg"]
+    assert all(f.message.startswith(f"{tmp_path / 'f.csv'}:") for f in validate.check(df, Limits(), "p", False, ())
+               if f.code == "remote-uri")

@@ -7,33 +7,34 @@ from pathlib import Path
 import click
 
 from ..render import render_providers
-from .options import State, config_options, load
-from .output import emit, handle_errors
+from .options import State, load, shared_options
+from .output import emit
 
 
 @click.command("providers")
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False))
+@shared_options
 @click.pass_obj
-@handle_errors
-def providers_cmd(state: State, config_path):
+def providers_cmd(state: State):
     """Each provider: what it supports, its limits, whether its SDK is installed and credentials found."""
     from ..providers import registry
-    cfg = load(config_path, None, ()) if config_path else None
+    cfg = load(state, config_path=state.config_path) if state.config_path else None
     emit(state, {"providers": registry.describe(cfg)}, lambda v: render_providers(v["providers"]))
 
 
 @click.command()
+@shared_options(config=False)
 @click.argument("path", type=click.Path(dir_okay=False), default="imgcls.yaml")
-@click.option("--provider", "-p", default="local", show_default=True)
+@click.option("--provider", "-p", "init_provider", metavar="NAME", help="The provider the config starts with "
+                                                                       "[default: local].")
 @click.option("--source", default="data/", show_default=True, help="The dataset folder.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.pass_obj
-@handle_errors
-def init(state: State, path, provider, source, force):
+def init(state: State, path, init_provider, source, force):
     """Write a commented starter config."""
     from ..errors import UsageError
     from ..providers import registry
     from ..templates import starter_config
+    provider = init_provider or state.provider or "local"
     registry.check_name(provider)
     target = Path(path)
     if target.exists() and not force:
@@ -45,13 +46,14 @@ def init(state: State, path, provider, source, force):
 
 
 @click.group()
+@shared_options(config=False)
 def config():
     """Config helpers."""
 
 
 @config.command("schema")
+@shared_options(config=False)
 @click.pass_obj
-@handle_errors
 def config_schema(state: State):
     """Print the JSON Schema of the run config (for editors)."""
     from ..config import schema
@@ -59,12 +61,11 @@ def config_schema(state: State):
 
 
 @config.command("show")
-@config_options
+@shared_options
 @click.pass_obj
-@handle_errors
-def config_show(state: State, config_path, provider, overrides):
+def config_show(state: State):
     """Print the resolved config (variables expanded, overrides applied)."""
-    cfg = load(config_path, provider, overrides)
+    cfg = load(state)
     emit(state, cfg.model_dump(mode="json"), lambda v: click.echo(json.dumps(v, indent=2)))
 
 

@@ -6,37 +6,34 @@ import sys
 import click
 
 from ..render import render_validation
-from .options import State, config_options, data_change_option, load, run_option
-from .output import emit, handle_errors
+from .options import State, data_change_option, load, shared_options
+from .output import emit
 
 
 @click.command("dataset-import")
-@config_options
-@run_option
+@shared_options
 @data_change_option
 @click.pass_obj
-@handle_errors
-def dataset_import(state: State, config_path, provider, overrides, run_id, allow_data_change):
+def dataset_import(state: State, allow_data_change):
     """Read the dataset, check it, split it, and upload it to the provider."""
     from .. import api
-    cfg = load(config_path, provider, overrides, run_id)
-    run, ref = api.import_dataset(cfg, run_id, allow_data_change=allow_data_change, progress=state.progress)
+    cfg = load(state)
+    run, ref = api.import_dataset(cfg, state.run_id, allow_data_change=allow_data_change, progress=state.progress)
     emit(state, {"run": run.id, "dataset": ref},
          lambda v: click.echo(f"run {run.id}: dataset {ref.id} — {ref.images} images, {len(ref.labels)} labels"))
 
 
 @click.command()
-@config_options
-@click.option("--fix", is_flag=True, help="Write a cleaned manifest into a run (never touches your files).")
-@run_option
+@shared_options
+@click.option("--fix", is_flag=True, help="Write a cleaned manifest into a run (never touches your files): "
+                                          "leaves out what cannot be used, merges labels that differ only in case.")
 @click.pass_obj
-@handle_errors
-def validate(state: State, config_path, provider, overrides, fix, run_id):
+def validate(state: State, fix):
     """Check the dataset against the provider's limits, offline, before any upload (exit 4 on errors)."""
     from .. import api
     from ..errors import DataError
-    cfg = load(config_path, provider, overrides)
-    result = api.validate(cfg, fix=fix, run_id=run_id, progress=state.progress)
+    cfg = load(state)
+    result = api.validate(cfg, fix=fix, run_id=state.run_id, progress=state.progress)
     if state.json:
         emit(state, result)
     else:

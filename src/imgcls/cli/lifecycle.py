@@ -1,4 +1,7 @@
-"""A model's life: train, evaluate, deploy, export, predict, and run (all of them from one config)."""
+"""A model's life: train, evaluate, deploy, export, predict, and run (all of them from one config).
+
+Each command checks its own arguments (gates, inputs) before it loads the config: a typo costs no work.
+"""
 from __future__ import annotations
 
 import json
@@ -7,22 +10,20 @@ import sys
 import click
 
 from ..render import render_evaluation, render_predictions
-from .options import State, config_options, data_change_option, load, run_option, wait_options
-from .output import emit, handle_errors
+from .options import State, data_change_option, load, shared_options, timeout_option, wait_options
+from .output import emit
 
 
 @click.command()
-@config_options
-@run_option
+@shared_options
 @data_change_option
 @wait_options
 @click.pass_obj
-@handle_errors
-def train(state: State, config_path, provider, overrides, run_id, allow_data_change, wait, timeout):
+def train(state: State, allow_data_change, wait, timeout):
     """Train a model (importing the dataset first if the run has none)."""
     from .. import api
-    cfg = load(config_path, provider, overrides, run_id)
-    run, result = api.train(cfg, run_id, wait=wait, timeout=timeout, allow_data_change=allow_data_change,
+    cfg = load(state)
+    run, result = api.train(cfg, state.run_id, wait=wait, timeout=timeout, allow_data_change=allow_data_change,
                             progress=state.progress)
     emit(state, {"run": run.id, "train": result},
          lambda v: click.echo(f"run {run.id}: training {result.status}"
@@ -31,21 +32,21 @@ def train(state: State, config_path, provider, overrides, run_id, allow_data_cha
 
 
 @click.command()
-@config_options
-@run_option
+@shared_options
 @data_change_option
 @click.option("--gate", "gates", multiple=True, metavar="METRIC>=VALUE",
               help="Fail (exit 9) unless the metric holds, e.g. accuracy>=0.9 or recall@roses>=0.8.")
-@click.option("--timeout", type=float, metavar="SECONDS", help="Stop waiting for training after this long.")
+@timeout_option("Stop waiting for training after this long.")
 @click.pass_obj
-@handle_errors
-def evaluate(state: State, config_path, provider, overrides, run_id, allow_data_change, gates, timeout):
+def evaluate(state: State, allow_data_change, gates, timeout):
     """Score the test split and compute metrics locally, the same way for every provider."""
+    from ..metrics.gates import parse_gates
+    parse_gates(list(gates))  # a typo here is exit 2 now, not after a whole evaluation
     from .. import api
     from ..errors import QualityGateFailed
-    cfg = load(config_path, provider, overrides, run_id)
+    cfg = load(state)
     try:
-        run, ev = api.evaluate(cfg, run_id, gates=list(gates), timeout=timeout,
+        run, ev = api.evaluate(cfg, state.run_id, gates=list(gates), timeout=timeout,
                                allow_data_change=allow_data_change, progress=state.progress)
     except QualityGateFailed as exc:
         if state.json:
@@ -56,77 +57,80 @@ def evaluate(state: State, config_path, provider, overrides, run_id, allow_data_
 
 
 @click.command()
-@config_options
-@run_option
+@shared_options
 @click.option("--detach", is_flag=True, help="local: serve in the background; `imgcls down` stops it.")
 @click.option("--port", type=int, help="local: the port to serve on.")
-@click.option("--timeout", type=float, metavar="SECONDS")
+@timeout_option()
 @click.pass_obj
-@handle_errors
-def deploy(state: State, config_path, provider, overrides, run_id, detach, port, timeout):
+def deploy(state: State, detach, port, timeout):
     """Deploy the trained model to an endpoint (local: an HTTP server)."""
     from .. import api
-    extra = [*overrides, *(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port else [])]
-    cfg = load(config_path, provider, extra, run_id)
-    run, dep = api.deploy(cfg, run_id, timeout=timeout, progress=state.progress)
+    extra = [*(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port else [])]
+    cfg = load(state, extra)
+    run, dep = api.deploy(cfg, state.run_id, timeout=timeout, progress=state.progress)
     emit(state, {"run": run.id, "deployment": dep},
          lambda v: click.echo(f"run {run.id}: {dep.status} at {dep.endpoint}"))
 
 
 @click.command()
-@config_options
-@run_option
+@shared_options
 @click.option("--dest", type=click.Path(file_okay=False), help="Folder to write to (default: the run's "
                                                                 "artifacts/export/).")
 @click.pass_obj
-@handle_errors
-def export(state: State, config_path, provider, overrides, run_id, dest):
+def export(state: State, dest):
     """Download the trained model in portable formats (local: ONNX; customvision: compact domains;
     vertex: MOBILE_TF_* model types)."""
     from .. import api
-    cfg = load(config_path, provider, overrides, run_id)
-    run, paths = api.export(cfg, run_id, dest, progress=state.progress)
+    cfg = load(state)
+    run, paths = api.export(cfg, state.run_id, dest, progress=state.progress)
     emit(state, {"run": run.id, "files": [str(p) for p in paths]},
          lambda v: click.echo("\n".join(v["files"]) or f"run {run.id}: nothing exported"))
 
 
+def _inputs(inputs: tuple[str, ...], required: bool) -> list[str]:
+    """The image paths INPUTS name ('-': a list on stdin), checked to exist before any other work."""
+    from ..data.inputs import expand_inputs
+    from ..errors import UsageError
+    items = list(inputs)
+    if items == ["-"] or (not items and required):
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("no images given", hint="imgcls predict IMAGE… (or pipe a list of paths with '-')")
+        items = [line.strip() for line in sys.stdin if line.strip()]
+        if not items:
+            raise UsageError("no images given: stdin was empty",
+                             hint="imgcls predict IMAGE… (or pipe a list of paths with '-')")
+    return expand_inputs(items) if items else []
+
+
 @click.command()
-@config_options
-@run_option
+@shared_options
 @click.argument("inputs", nargs=-1)
-@click.option("--top-k", type=int, help="How many labels to show per image.")
+@click.option("--top-k", type=click.IntRange(min=1), help="How many labels to show per image.")
 @click.option("--offline", "via", flag_value="offline", help="Use the exported model even when deployed (local).")
 @click.option("--endpoint", "via", flag_value="endpoint", help="Use the deployed endpoint.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.pass_obj
-@handle_errors
-def predict(state: State, config_path, provider, overrides, run_id, inputs, top_k, via, fmt):
+def predict(state: State, inputs, top_k, via, fmt):
     """Predict images: files, folders, globs, or '-' to read a list of paths from stdin."""
+    paths = _inputs(inputs, required=True)
     from .. import api
-    items = list(inputs)
-    if not items or items == ["-"]:
-        if sys.stdin is None or sys.stdin.isatty():
-            from ..errors import UsageError
-            raise UsageError("no images given", hint="imgcls predict IMAGE… (or pipe a list of paths with '-')")
-        items = [line.strip() for line in sys.stdin if line.strip()]
-    cfg = load(config_path, provider, overrides, run_id)
-    preds = api.predict(cfg, items, run_id, top_k=top_k, via=via or "auto", progress=state.progress)
+    cfg = load(state)
+    preds = api.predict(cfg, paths, state.run_id, top_k=top_k, via=via or "auto", progress=state.progress)
     emit(state, {"predictions": preds}, lambda v: render_predictions(preds, fmt))
 
 
 @click.command("run")
-@config_options
-@run_option
+@shared_options
 @data_change_option
-@click.option("--timeout", type=float, metavar="SECONDS")
+@timeout_option()
 @click.argument("inputs", nargs=-1)
 @click.pass_obj
-@handle_errors
-def run_cmd(state: State, config_path, provider, overrides, run_id, allow_data_change, timeout, inputs):
+def run_cmd(state: State, allow_data_change, timeout, inputs):
     """Every step from one config: import, train, evaluate, deploy, predict (INPUTS or 3 test images)."""
+    paths = _inputs(inputs, required=False)
     from .. import api
-    cfg = load(config_path, provider, overrides, run_id)
-    result = api.run(cfg, run_id, list(inputs), timeout=timeout, allow_data_change=allow_data_change,
+    cfg = load(state)
+    result = api.run(cfg, state.run_id, paths, timeout=timeout, allow_data_change=allow_data_change,
                      progress=state.progress)
 
     def render(_):

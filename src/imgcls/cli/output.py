@@ -1,15 +1,23 @@
-"""stdout for results, stderr for people, and the one place errors become exit codes (STYLE.md rule 5)."""
+"""stdout for results, stderr for people, and the one place errors become exit codes (STYLE.md rule 5).
+
+`Cli` is the group class of `imgcls`: its invoke() maps every command's errors, so a new command gets the
+mapping by being added; its main() also answers click's usage errors (a JSON document under --json) and
+ends quietly when the reader of stdout has gone (`imgcls predict … | head -1`).
+"""
 from __future__ import annotations
 
-import functools
 import json
+import os
 import sys
 import traceback
 
 import click
 
-from ..errors import EXIT_INTERRUPTED, ImgclsError
+from ..errors import EXIT_INTERRUPTED, ImgclsError, UsageError
 from .options import State
+
+# What a shell reports for a process killed by SIGPIPE (128 + 13), as `yes | head -1` gives for yes.
+EXIT_CLOSED_PIPE = 141
 
 
 def emit(state: State, value, render=None) -> None:
@@ -23,36 +31,87 @@ def emit(state: State, value, render=None) -> None:
         click.echo(json.dumps(to_jsonable(value), indent=2))
 
 
-def handle_errors(fn):
-    """The one place errors become exit codes (STYLE.md rule 5)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        state: State = click.get_current_context().find_object(State) or State(False, False, 0)
-        try:
-            return fn(*args, **kwargs)
-        except ImgclsError as exc:
-            _report(state, exc.to_json(), str(exc))
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            _report(state, {"error": "Interrupted", "message": "interrupted", "exit_code": EXIT_INTERRUPTED},
-                    "interrupted; what was recorded is kept — resume with --run RUN_ID")
-            sys.exit(EXIT_INTERRUPTED)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
-            raise
-        except Exception as exc:  # a bug of ours: say so in one line, traceback only with -v
-            if state.verbose:
-                traceback.print_exc()
-            _report(state, {"error": type(exc).__name__, "message": str(exc), "exit_code": 1},
-                    f"unexpected error: {type(exc).__name__}: {exc}\n  hint: run with -v for the traceback "
-                    "and report it at the imgcls issue tracker")
-            sys.exit(1)
-
-    return wrapper
-
-
-def _report(state: State, doc: dict, text: str) -> None:
+def report(state: State, doc: dict, text: str) -> None:
+    """An error: the JSON document on stdout under --json, else one `error:` message on stderr."""
     if state.json:
         click.echo(json.dumps(doc, indent=2, default=str))
     else:
         click.echo(f"error: {text}", err=True)
+
+
+class Cli(click.Group):
+    # A closed stdout is answered where it can happen: parsing (--help, --version), a command, main()'s
+    # last flush. click itself would turn it into a silent exit 1 before main() could see it.
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            _quiet_closed_pipe()
+
+    def invoke(self, ctx: click.Context):
+        state = ctx.ensure_object(State)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise  # click's own answers are main()'s
+        except BrokenPipeError:
+            _quiet_closed_pipe()
+        except ImgclsError as exc:
+            report(state, exc.to_json(), str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            report(state, {"error": "Interrupted", "message": "interrupted", "exit_code": EXIT_INTERRUPTED},
+                   "interrupted; what was recorded is kept — resume with --run RUN_ID")
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug of ours: say so in one line, traceback only with -v
+            if state.verbose:
+                traceback.print_exc()
+            report(state, {"error": type(exc).__name__, "message": str(exc), "exit_code": 1},
+                   f"unexpected error: {type(exc).__name__}: {exc}\n  hint: run with -v for the traceback "
+                   "and report it at the imgcls issue tracker")
+            sys.exit(1)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            try:
+                code = super().main(args, prog_name, complete_var, False, **extra)
+            except SystemExit as exc:
+                code = exc.code
+            except click.ClickException as exc:
+                code = _usage_error(exc, argv)
+            except click.Abort:  # ^C while click was still parsing
+                click.echo("interrupted", err=True)
+                code = EXIT_INTERRUPTED
+            # Flushed here, not at interpreter exit, so a reader that has gone is noticed below.
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            _quiet_closed_pipe()
+        sys.exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
+def _usage_error(exc: click.ClickException, argv: list[str]) -> int:
+    """click's own usage errors (unknown option, bad choice…): its text on stderr, and the JSON error
+    document on stdout under --json (which click may not have parsed yet when it stopped)."""
+    exc.show()
+    state = exc.ctx.find_object(State) if getattr(exc, "ctx", None) else None
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    if (state and state.json) or "--json" in options:
+        click.echo(json.dumps({"error": UsageError.__name__, "message": exc.format_message(), "hint": None,
+                               "exit_code": exc.exit_code}, indent=2))
+    return exc.exit_code
+
+
+def _quiet_closed_pipe():
+    """The reader of stdout has gone: say nothing more, and point stdout at devnull so the interpreter's
+    last flush has nowhere to fail (the recipe in Python's docs on SIGPIPE). Exits 141."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (click's CliRunner): nothing to silence
+        pass
+    sys.exit(EXIT_CLOSED_PIPE)

@@ -6,32 +6,28 @@ from pathlib import Path
 import click
 
 from ..render import render_compare, render_compare_html, render_down, render_runs, render_status
-from .options import State, config_options, load, run_option
-from .output import emit, handle_errors
+from .options import State, load, shared_options
+from .output import emit
 
 
 @click.command()
-@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), envvar="IMGCLS_CONFIG")
-@click.option("--provider", "-p")
-@click.option("--set", "overrides", multiple=True)
-@run_option
+@shared_options
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default .imgcls/runs).")
 @click.pass_obj
-@handle_errors
-def status(state: State, config_path, provider, overrides, run_id, runs_dir):
+def status(state: State, runs_dir):
     """Show a run (its steps, training state, and each resource as the provider sees it now), or list
     the runs. Only reads: never trains, uploads or deletes."""
     from .. import api
-    cfg = load(config_path, provider, overrides) if config_path else None
-    result = api.status(cfg, run_id, runs_dir, progress=state.progress)
+    cfg = load(state, config_path=state.config_given) if state.config_given else None
+    result = api.status(cfg, state.run_id, runs_dir, progress=state.progress)
     emit(state, result, render_status)
 
 
 @click.command("runs")
+@shared_options(config=False)
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's "
                                                                      ".imgcls/runs, found from any folder under it).")
 @click.pass_obj
-@handle_errors
 def runs_cmd(state: State, runs_dir):
     """List the runs: provider, state, created, data fingerprint, and what each still holds live.
     Damaged ledgers are listed too (fix them with `imgcls doctor`)."""
@@ -40,22 +36,21 @@ def runs_cmd(state: State, runs_dir):
 
 
 @click.command()
-@run_option
+@shared_options(config=False)
+@click.option("--run", "run_id", metavar="RUN_ID", help="Only this run.")
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live.")
 @click.pass_obj
-@handle_errors
 def doctor(state: State, run_id, runs_dir):
     """Rebuild damaged ledgers (from ledger.json.bak, else from the run folder) and reconcile entries a
     killed command left pending with the provider. The damaged file is kept beside the new one."""
     from .. import api
-    result = api.doctor(run_id, runs_dir, progress=state.progress)
+    result = api.doctor(run_id or state.run_id, runs_dir, progress=state.progress)
     emit(state, result, lambda v: click.echo(v["message"] or "\n".join(
         f"run {r['run']}: rebuilt from {r['from']} (it was: {r['was']})" for r in v["repaired"])))
 
 
 @click.command()
-@config_options
-@run_option
+@shared_options
 @click.option("--dry-run", is_flag=True, help="List what would be deleted and kept; change nothing.")
 @click.option("--keep", multiple=True, metavar="KIND",
               help="Keep resources of this kind (e.g. --keep project, --keep model, --keep dataset).")
@@ -63,30 +58,31 @@ def doctor(state: State, run_id, runs_dir):
 @click.option("--keep-model", is_flag=True, help="Keep the trained model.")
 @click.option("--keep-dataset", is_flag=True, help="Keep the uploaded dataset.")
 @click.pass_obj
-@handle_errors
-def down(state: State, config_path, provider, overrides, run_id, dry_run, keep, keep_project, keep_model,
-         keep_dataset):
+def down(state: State, dry_run, keep, keep_project, keep_model, keep_dataset):
     """Delete what runs created, as their ledgers list it: --run ID, or every run of the config (by its
     name and provider, whatever was edited since) that still holds something live. What a run only
     used (a project, a cluster, a bucket you named) is kept."""
     from .. import api
     kinds = set(keep) | ({"project", "image"} if keep_project else set()) | ({"model"} if keep_model else set()) \
         | ({"dataset", "data", "blob", "object"} if keep_dataset else set())
-    cfg = load(config_path, provider, overrides, run_id)
-    result = api.down(cfg, run_id, tuple(sorted(kinds)), dry_run=dry_run, progress=state.progress)
+    cfg = load(state)
+    result = api.down(cfg, state.run_id, tuple(sorted(kinds)), dry_run=dry_run, progress=state.progress)
     emit(state, result, render_down)
 
 
 @click.command()
+@shared_options(config=False)
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's).")
 @click.option("--force", is_flag=True, help="Compare on the shared test images even if the splits differ.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), help="Also write an HTML table here.")
 @click.pass_obj
-@handle_errors
 def compare(state: State, runs, runs_dir, force, html_out):
     """Compare evaluated runs (any providers) on the same test images."""
     from .. import api
+    from ..errors import UsageError
+    if html_out and not Path(html_out).resolve().parent.is_dir():
+        raise UsageError(f"--html {html_out}: the folder {Path(html_out).parent} does not exist")
     result = api.compare(list(runs), runs_dir, force)
     if html_out:
         from ..runs import atomic_write
@@ -96,15 +92,15 @@ def compare(state: State, runs, runs_dir, force, html_out):
 
 
 @click.command()
+@shared_options(config=False)
 @click.argument("run_id", required=False)
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's).")
 @click.option("--open", "open_it", is_flag=True, help="Open it in the browser, when there is one.")
 @click.pass_obj
-@handle_errors
 def report(state: State, run_id, runs_dir, open_it):
     """Print the path of a run's HTML report (the latest evaluated run by default)."""
     from .. import api
-    path = api.report_path(run_id, runs_dir)
+    path = api.report_path(run_id or state.run_id, runs_dir)
     opened = False
     if open_it:
         import webbrowser

@@ -1,12 +1,15 @@
 """Readers that turn a user's dataset (folder tree, Vertex CSV/JSONL, Azure ML JSONL, our manifest) into rows.
 
-Rows are {uri, labels, split}; manifest.build() hashes and measures them.
+Rows are {uri, labels, split}; manifest.build() hashes and measures them. The frame's `attrs` carry what
+validation reports but the manifest does not keep: `skipped_hidden` (images under hidden names, left out
+like hidden files) and `origins` (the import file's file:line of each image, to name the row).
 """
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
@@ -33,6 +36,9 @@ def detect_format(source: Path) -> str:
                         first = json.loads(line)
                     except json.JSONDecodeError:
                         raise DataError(f"{source}:1: not JSON Lines", hint="each line must be one JSON object")
+                    if not isinstance(first, dict):
+                        raise DataError(f"{source}:1: expected one JSON object per line, not a "
+                                        f"{type(first).__name__}", hint="each line must be one JSON object")
                     if "imageGcsUri" in first:
                         return "vertex-jsonl"
                     if "image_url" in first:
@@ -51,15 +57,23 @@ def load(source: str, fmt: str = "auto", multilabel: bool = False, default_split
     if "://" in source and not source.startswith("file://"):
         raise DataError(f"dataset.source {source!r} is remote; give a local folder or import file",
                         hint="import files may list gs:// images, but the file itself must be local")
-    path = Path(source.removeprefix("file://"))
+    path = Path(_file_uri_path(source))
     if not path.exists():
         raise DataError(f"dataset source not found: {path}", hint="check dataset.source in the config")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt == "manifest":
-        return manifest.read(path)
-    reader = {"folder": read_folder, "vertex-csv": read_vertex_csv, "vertex-jsonl": read_vertex_jsonl,
-              "azureml-jsonl": read_azureml_jsonl}[fmt]
-    rows = reader(path)
+    try:
+        fmt = detect_format(path) if fmt == "auto" else fmt
+        if path.is_dir() != (fmt == "folder"):
+            raise DataError(f"dataset.format is {fmt}, but {path} is {'a folder' if path.is_dir() else 'a file'}",
+                            hint="set dataset.format to auto (or folder for a folder)")
+        if fmt == "manifest":
+            return manifest.read(path)
+        reader = {"folder": read_folder, "vertex-csv": read_vertex_csv, "vertex-jsonl": read_vertex_jsonl,
+                  "azureml-jsonl": read_azureml_jsonl}[fmt]
+        rows = reader(path)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    skipped = sum(1 for r in rows if r.get("hidden"))
+    rows = [r for r in rows if not r.get("hidden")]
     if default_split:
         for row in rows:
             row["split"] = row.get("split") or default_split
@@ -68,7 +82,26 @@ def load(source: str, fmt: str = "auto", multilabel: bool = False, default_split
                         hint="a folder needs <label>/ sub-folders with images (.jpg, .png, …)")
     if multilabel:
         rows = merge_duplicates(rows)
-    return manifest.build(rows)
+    df = manifest.build(rows)
+    df.attrs["skipped_hidden"] = skipped
+    df.attrs["origins"] = {r["uri"]: f"{path}:{r['line']}" for r in rows if "line" in r}
+    return df
+
+
+def _not_utf8(path: Path) -> DataError:
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        at = ""
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        at = f":{line}"
+    return DataError(f"{path}{at}: not UTF-8 text", hint="save the import file as UTF-8")
+
+
+def _file_uri_path(uri: str) -> str:
+    """file:///a/b.jpg -> /a/b.jpg; anything else unchanged."""
+    return unquote(urlparse(uri).path) if uri.startswith("file://") else uri
 
 
 def merge_duplicates(rows: list[dict]) -> list[dict]:
@@ -91,14 +124,20 @@ def read_folder(root: Path) -> list[dict]:
 
 
 def _label_dirs(root: Path, split: str | None) -> list[dict]:
+    """Rows of images under root/<label>/. Hidden names (.thumbs/, .x.jpg) are left out at any depth,
+    kept as rows marked `hidden` only to be counted. Symlinked folders inside a label are not followed."""
     rows = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
+            if entry.is_file() and _looks_like_image(entry):
+                rows.append({"uri": str(entry), "labels": [], "split": split, "hidden": True})
             continue
         if entry.is_dir():
             for f in sorted(entry.rglob("*")):
-                if f.is_file() and not f.name.startswith(".") and _looks_like_image(f):
-                    rows.append({"uri": str(f.resolve()), "labels": [entry.name], "split": split})
+                if f.is_file() and _looks_like_image(f):
+                    hidden = any(part.startswith(".") for part in f.relative_to(entry).parts)
+                    rows.append({"uri": str(f.resolve()), "labels": [entry.name], "split": split,
+                                 **({"hidden": True} if hidden else {})})
         elif _looks_like_image(entry):
             rows.append({"uri": str(entry.resolve()), "labels": [], "split": split})  # unlabelled: validate says so
     return rows
@@ -109,6 +148,7 @@ def _looks_like_image(path: Path) -> bool:
 
 
 def _local(uri: str, base: Path) -> str:
+    uri = _file_uri_path(uri)
     if "://" in uri:
         return uri
     p = Path(uri)
@@ -143,7 +183,7 @@ def read_vertex_jsonl(path: Path) -> list[dict]:
         labels = [a.get("displayName") for a in annotations if a.get("displayName")]
         ml_use = (rec.get("dataItemResourceLabels") or {}).get("aiplatform.googleapis.com/ml_use")
         rows.append({"uri": _local(uri, path.parent), "labels": labels,
-                     "split": ML_USE.get(str(ml_use).lower()) if ml_use else None})
+                     "split": ML_USE.get(str(ml_use).lower()) if ml_use else None, "line": n})
     return rows
 
 
@@ -155,5 +195,6 @@ def read_azureml_jsonl(path: Path) -> list[dict]:
             raise DataError(f"{path}:{n}: no 'image_url'", hint="see Azure ML's image classification JSONL schema")
         label = rec.get("label")
         labels = label if isinstance(label, list) else ([label] if label not in (None, "") else [])
-        rows.append({"uri": _local(uri, path.parent), "labels": [str(l) for l in labels], "split": None})
+        rows.append({"uri": _local(uri, path.parent), "labels": [str(l) for l in labels], "split": None,
+                     "line": n})
     return rows

@@ -115,4 +115,5 @@ def summary(df: pd.DataFrame) -> dict:
             counts.setdefault(label, {s: 0 for s in SPLITS})
             counts[label][split or "train"] = counts[label].get(split or "train", 0) + 1
     return {"images": int(len(df)), "labels": len(counts),
-            "splits": {s: int((df["split"] == s).sum()) for s in SPLITS}, "per_label": counts}
+            "splits": {s: int((df["split"] == s).sum()) for s in SPLITS}, "per_label": counts,
+            "skipped_hidden": int(df.attrs.get("skipped_hidden", 0))}

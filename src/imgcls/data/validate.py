@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -23,10 +24,12 @@ class Finding:
     files: tuple[str, ...] = ()
     label: str | None = None
     drop: tuple[str, ...] = ()   # uris --fix removes
+    merge: tuple[tuple[str, str], ...] = ()  # (label, into): labels --fix renames
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["files"], d["drop"] = list(self.files), list(self.drop)
+        d["merge"] = [list(m) for m in self.merge]
         return d
 
 
@@ -52,9 +55,16 @@ def decode_error(uri: str) -> str | None:
     return None
 
 
-def check(df: pd.DataFrame, limits: Limits, provider: str, multilabel: bool) -> list[Finding]:
+def check(df: pd.DataFrame, limits: Limits, provider: str, multilabel: bool,
+          remote_uris: tuple[str, ...] | None = None) -> list[Finding]:
+    """Every finding about `df` for `provider`; `remote_uris` defaults to the schemes the provider declares."""
+    if remote_uris is None:
+        from ..providers import registry
+        remote_uris = registry.get(provider).capabilities.remote_uris
     found: list[Finding] = []
+    found += _remote(df, provider, remote_uris)
     found += _unreadable(df)
+    found += _case_twins(df)
     found += _unlabelled(df, multilabel)
     found += _duplicates(df)
     found += _label_counts(df, limits, provider)
@@ -86,15 +96,68 @@ def _fold_warnings(found: list[Finding], keep: int = 3) -> list[Finding]:
 def _unreadable(df: pd.DataFrame) -> list[Finding]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         errors = list(pool.map(decode_error, df["uri"]))
+    origins = df.attrs.get("origins", {})
     out = []
     for uri, err in zip(df["uri"], errors):
         if err is None:
             continue
         code = "empty-file" if err.startswith("empty") else ("missing-file" if "not found" in err else "corrupt-image")
-        out.append(Finding("error", code, f"{uri}: {err}",
+        where = f" (listed at {origins[uri]})" if uri in origins else ""
+        out.append(Finding("error", code, f"{uri}: {err}{where}",
                            "replace or delete the file, or run `imgcls validate --fix` to leave it out",
                            files=(uri,), drop=(uri,)))
     return out
+
+
+def _remote(df: pd.DataFrame, provider: str, schemes: tuple[str, ...]) -> list[Finding]:
+    """URIs the provider cannot read: refused now, not when training fails on them."""
+    origins = df.attrs.get("origins", {})
+    out = []
+    for uri in df["uri"]:
+        if "://" not in uri:
+            continue
+        scheme = uri.split("://", 1)[0].lower()
+        if scheme in schemes:
+            continue
+        where = f"{origins[uri]}: " if uri in origins else ""
+        can = (f"it reads {', '.join(s + '://' for s in schemes)} and local files" if schemes
+               else "it reads local files only")
+        out.append(Finding("error", "remote-uri", f"{where}{uri}: {provider} cannot read {scheme}:// URIs; {can}",
+                           "download the images and list their local paths (or use a provider that reads "
+                           f"{scheme}://); --fix leaves the row out", files=(uri,), drop=(uri,)))
+    return out
+
+
+def _case_twins(df: pd.DataFrame) -> list[Finding]:
+    """Labels that differ only in case (Cat/, cat/) are one label a person typed twice."""
+    uris: dict[str, list[str]] = {}
+    for uri, labels in zip(df["uri"], df["labels"]):
+        for label in labels:
+            uris.setdefault(label, []).append(uri)
+    by_fold: dict[str, list[str]] = {}
+    for label in sorted(uris):
+        by_fold.setdefault(label.casefold(), []).append(label)
+    out = []
+    for twins in by_fold.values():
+        if len(twins) < 2:
+            continue
+        # the spelling with the most images wins; on a tie, the lower-case one
+        into = min(twins, key=lambda l: (-len(uris[l]), l != l.lower(), l))
+        where = " and ".join(f"{_label_folder(l, uris[l])} ({len(uris[l])} images)" for l in twins)
+        out.append(Finding("error", "case-twin-labels",
+                           f"labels {' and '.join(repr(l) for l in twins)} differ only in case: {where}",
+                           f"rename the folders (or labels) to one spelling, or run `imgcls validate --fix` to "
+                           f"merge them into '{into}'", files=tuple(u for l in twins for u in uris[l][:1]),
+                           label=into, merge=tuple((l, into) for l in twins if l != into)))
+    return out
+
+
+def _label_folder(label: str, uris: list[str]) -> str:
+    """The folder a label's images are in, when it is named after the label (a folder dataset), else the label."""
+    folders = sorted({str(p) for u in uris if "://" not in u for p in Path(u).parents if p.name == label})
+    if not folders:
+        return f"label '{label}'"
+    return folders[0] + "/" + (f" (and {len(folders) - 1} more)" if len(folders) > 1 else "")
 
 
 def _unlabelled(df: pd.DataFrame, multilabel: bool) -> list[Finding]:
@@ -205,7 +268,11 @@ def errors(findings: list[Finding]) -> list[Finding]:
 
 
 def clean(df: pd.DataFrame, findings: list[Finding]) -> tuple[pd.DataFrame, list[str]]:
-    """The manifest without the images the findings drop (errors, and extra copies of duplicates)."""
+    """The manifest without the images the findings drop (errors, and extra copies of duplicates), with
+    labels that differ only in case merged."""
     drop = {u for f in findings for u in f.drop}
     kept = df[~df["uri"].isin(drop)].reset_index(drop=True)
+    rename = {label: into for f in findings for label, into in f.merge}
+    if rename:
+        kept["labels"] = kept["labels"].map(lambda ls: sorted({rename.get(l, l) for l in ls}))
     return kept, sorted(drop)
