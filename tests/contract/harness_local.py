@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 
-from imgcls.providers.local.provider import _alive
+from imgcls.providers.local import process
 
 
 class LocalHarness:
@@ -13,9 +13,8 @@ class LocalHarness:
     def leftovers(self, run) -> list[str]:
         alive = []
         for res in run.ledger["resources"]:
-            pid = res.get("pid")
-            if pid and _alive(pid):
-                alive.append(f"pid {pid}")
+            if res.get("pid") and process.matches(res):     # the very process the run started, still there
+                alive.append(f"pid {res['pid']}")
         return alive
 
 
