@@ -213,7 +213,7 @@ def evaluate(state: State, config_path, provider, overrides, run_id, gates, time
 def deploy(state: State, config_path, provider, overrides, run_id, detach, port, timeout):
     """Deploy the trained model to an endpoint (local: an HTTP server)."""
     from . import api
-    extra = [*overrides, *(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port else [])]
+    extra = [*overrides, *(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port is not None else [])]
     cfg = load(config_path, provider, extra)
     run, dep = api.deploy(cfg, run_id, timeout=timeout, progress=state.progress)
     emit(state, {"run": run.id, "deployment": dep},
