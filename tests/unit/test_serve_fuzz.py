@@ -263,6 +263,11 @@ def test_bodies_that_would_be_expensive_to_parse(server):
                           (json.dumps({"instances": [{"content": "A" * (9 << 20)}]}).encode(), 413)]:
         status, _, answer = server.request("POST", "/predict", raw, {"Content-Type": "application/json"})
         assert status == expected, (raw[:60], answer[:200])
+    # Over the limit from a client that sends it all and asks to close (urllib does): the answer, not a reset.
+    for ctype in ("application/json", "image/png", "text/plain"):
+        status, headers, _ = server.request("POST", "/predict", b"A" * (9 << 20),
+                                            {"Content-Type": ctype, "Connection": "close"})
+        assert status == (413 if ctype != "text/plain" else 415)
     too_many = {"instances": [{"content": b64(GOOD["PNG"])}] * 33}
     status, _, answer = post_json(server, too_many)
     assert status == 413 and "max_images" in answer["error"]

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from imgcls.config import EndpointLimits
 from imgcls.errors import DataError
@@ -166,25 +165,51 @@ def _body_kind(request: Request) -> str:
         return "json"
     if ctype == "application/octet-stream" or ctype.startswith("image/"):
         return "raw"
-    raise Refused(415, f"unsupported Content-Type {ctype!r}: send application/json (a Vertex AI or Azure ML "
-                       f"body) or the image itself as application/octet-stream or image/*")
+    raise Unread(415, f"unsupported Content-Type {ctype!r}: send application/json (a Vertex AI or Azure ML "
+                      f"body) or the image itself as application/octet-stream or image/*")
+
+
+class Unread(Refused):
+    """Refused while the client may still be sending its body."""
+
+
+def _check_length(request: Request, limit: int) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and int(length) > limit:  # h11 has already refused a malformed Content-Length
+        raise Unread(413, f"request body of {length} bytes is over the limit of {limit} bytes "
+                          f"(deploy.limits.max_body_bytes)")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and int(length) > limit:  # h11 has already refused a malformed Content-Length
-        raise Refused(413, f"request body of {length} bytes is over the limit of {limit} bytes "
-                           f"(deploy.limits.max_body_bytes)")
     chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Refused(413, f"request body is over the limit of {limit} bytes (deploy.limits.max_body_bytes)")
-            chunks.append(chunk)
-    except ClientDisconnect:  # gone, or cut off by the read deadline: nobody reads this answer
-        raise Refused(408, "the client went away before sending the whole body") from None
-    return b"".join(chunks)
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":  # gone, or cut off by the read deadline: nobody reads this
+            raise Refused(408, "the client went away before sending the whole body")
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+        if size > limit:
+            raise (Unread if more else Refused)(
+                413, f"request body is over the limit of {limit} bytes (deploy.limits.max_body_bytes)")
+        if not more:
+            return b"".join(chunks)
+
+
+async def _drained(request: Request) -> bool:
+    """Read and drop the rest of the body, so that a client still sending it (urllib, which also asks to
+    close after the answer) sees the answer rather than a reset. False when it is not worth it: over
+    DRAIN_BYTES, or a client waiting for 100-continue (it has not sent the body; it will get the answer)."""
+    length = request.headers.get("content-length")
+    if "100-continue" in request.headers.get("expect", "").lower() or (length and int(length) > DRAIN_BYTES):
+        return False
+    seen = 0
+    while seen <= DRAIN_BYTES:  # within read_timeout too: the protocol's deadline still runs
+        message = await request.receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return True
+        seen += len(message.get("body", b""))
+    return False
 
 
 def _answer(status: int, payload, headers: dict | None = None) -> JSONResponse:
@@ -216,30 +241,42 @@ async def health(request: Request) -> dict:
 
 async def predict(request: Request) -> JSONResponse:
     model: Model = request.app.state.model
-    if model.in_flight >= model.limits.max_concurrent:
-        return _answer(503, {"error": f"busy: {model.in_flight} requests in progress "
-                                      f"(deploy.limits.max_concurrent); retry after {RETRY_AFTER_SECONDS} s",
-                             "code": 503}, {"Retry-After": str(RETRY_AFTER_SECONDS), **_close(request)})
+    try:
+        kind = _body_kind(request)
+        _check_length(request, model.limits.max_body_bytes)
+        if model.in_flight >= model.limits.max_concurrent:
+            raise Unread(503, f"busy: {model.in_flight} requests in progress (deploy.limits.max_concurrent); "
+                              f"retry after {RETRY_AFTER_SECONDS} s", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    except Refused as exc:
+        return await _refusal(request, exc)
     # A slot is held from the body's first byte (its memory counts) to the answer; read_timeout bounds
     # how long a slow client can keep one.
     model.in_flight += 1
-    read = False
     try:
-        kind = _body_kind(request)
         raw = await _read_body(request, model.limits.max_body_bytes)
-        read = True
         loop = asyncio.get_running_loop()
         kind, images, costs, params = await loop.run_in_executor(model.parser, model.read, raw, kind)
         del raw
         probs = await model.predict(images, costs)
         return _answer(200, bodies.render(kind, model.classifier.labels, probs, params))
     except Refused as exc:
-        payload = {"error": exc.message, "code": exc.status}
-        if exc.detail:
-            payload["detail"] = exc.detail
-        return _answer(exc.status, payload, {**exc.headers, **({} if read else _close(request))})
+        return await _refusal(request, exc)
     finally:
         model.in_flight -= 1
+
+
+async def _refusal(request: Request, exc: Refused) -> JSONResponse:
+    payload = {"error": exc.message, "code": exc.status}
+    if exc.detail:
+        payload["detail"] = exc.detail
+    headers = dict(exc.headers)
+    if isinstance(exc, Unread) and _has_body(request) and not await _drained(request):
+        headers["Connection"] = "close"
+    return _answer(exc.status, payload, headers)
+
+
+def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
 
 
 def _routes() -> FastAPI:
@@ -268,16 +305,6 @@ def _routes() -> FastAPI:
 
     app.openapi = lambda: _openapi(app)
     return app
-
-
-def _close(request: Request) -> dict:
-    """Headers of an answer sent before the body was read. uvicorn reads and drops the rest of a body (no
-    memory; within read_timeout), so that the client, still sending, sees the answer rather than a reset;
-    past DRAIN_BYTES, or of unknown length, it is not worth it: the connection closes."""
-    length = request.headers.get("content-length")
-    if length is None and "transfer-encoding" not in request.headers:
-        return {}
-    return {} if length is not None and int(length) <= DRAIN_BYTES else {"Connection": "close"}
 
 
 PREDICT_DOC = """One body, three shapes: the answer has the request's shape.
