@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
 import queue
 import threading
 import time
@@ -90,6 +91,8 @@ class Model:
         self.budget = DecodeBudget(BYTES_PER_PIXEL * limits.max_pixels)
         # JSON parsing and base64 hold the GIL: one thread for them keeps the event loop answering.
         self.parser = ThreadPoolExecutor(1, thread_name_prefix="imgcls-parse")
+        # Decoding is Pillow C code that releases the GIL: a thread per core, within the decode budget.
+        self.decoder = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="imgcls-decode")
         self.in_flight = 0
         self._closed = False
 
@@ -98,6 +101,7 @@ class Model:
             self._closed = True
             self.batcher.close()
             self.parser.shutdown(wait=False, cancel_futures=True)
+            self.decoder.shutdown(wait=False, cancel_futures=True)
             self.classifier.close()
 
     def health(self) -> dict:
@@ -141,7 +145,7 @@ class Model:
         loop = asyncio.get_running_loop()
         async with self.budget.hold(cost):
             try:
-                array = await loop.run_in_executor(self.classifier._pool, self.classifier.prepare, image, index)
+                array = await loop.run_in_executor(self.decoder, self.classifier.prepare, image, index)
             except DataError as exc:
                 raise Refused(400, exc.message) from None
         return await asyncio.wrap_future(self.batcher.submit(array))
@@ -159,6 +163,10 @@ def _invalid(exc: ValidationError) -> Refused:
     return Refused(422, "invalid body: " + "; ".join(lines), detail=errors)
 
 
+class Unread(Refused):
+    """Refused while the client may still be sending its body."""
+
+
 def _body_kind(request: Request) -> str:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("", "application/json", "text/json") or ctype.endswith("+json"):
@@ -167,10 +175,6 @@ def _body_kind(request: Request) -> str:
         return "raw"
     raise Unread(415, f"unsupported Content-Type {ctype!r}: send application/json (a Vertex AI or Azure ML "
                       f"body) or the image itself as application/octet-stream or image/*")
-
-
-class Unread(Refused):
-    """Refused while the client may still be sending its body."""
 
 
 def _check_length(request: Request, limit: int) -> None:

@@ -1,6 +1,5 @@
-"""The local endpoint's request and answer bodies as pydantic models, in the shapes the clouds use (Vertex AI
-`instances`, Azure ML `input_data`, Custom Vision's answer to raw image bytes), and the functions that
-turn probabilities into those answers."""
+"""The local endpoint's request and answer bodies as pydantic models, in the clouds' shapes (Vertex AI
+`instances`, Azure ML `input_data`, Custom Vision's answer to raw bytes), and `render`, which fills them."""
 from __future__ import annotations
 
 import uuid
