@@ -32,7 +32,7 @@ class DeadlineProtocol(H11Protocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._arm()  # a connection that never sends a byte is cut off too
+        self._arm()  # a connection that never sends a byte is closed too (without an answer)
 
     def data_received(self, data: bytes) -> None:
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
@@ -61,7 +61,8 @@ class DeadlineProtocol(H11Protocol):
             return  # the request arrived and is being answered (bytes after it are a pipelined request)
         if self.transport.is_closing():
             return
-        if cycle is None or cycle.response_complete or not cycle.response_started:
+        started = cycle is not None and not cycle.response_complete or bool(self.conn.trailing_data[0])
+        if started and (cycle is None or cycle.response_complete or not cycle.response_started):
             body = (b'{"error": "request not received within %g s (deploy.limits.read_timeout)", "code": 408}'
                     % self.read_timeout)
             self.transport.write(TIMEOUT_ANSWER % (len(body), body))
