@@ -61,10 +61,26 @@ class EvaluateConfig(Section):
     report: bool = True
 
 
+class EndpointLimits(Section):
+    """What one request may ask of the local endpoint; past a limit a request gets a 4xx or 503, never the
+    server's memory (the defaults keep its peak under 1.5 GiB under hostile requests)."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body in bytes; larger gets 413.")
+    max_images: int = Field(32, ge=1, le=4096, description="Most images in one request; more gets 413.")
+    max_pixels: int = Field(40_000_000, ge=10_000, description="Most pixels an image may declare in its header "
+                                                               "(read before decoding; a thin image also counts "
+                                                               "what it becomes when resized); more gets 413.")
+    max_concurrent: int = Field(8, ge=1, le=1024, description="Prediction requests handled at once; more get 503 "
+                                                               "with Retry-After.")
+    read_timeout: float = Field(30, gt=0, le=3600, description="Seconds a client has to send a whole request "
+                                                                "(headers and body); slower gets 408 and is cut off.")
+    keep_alive_timeout: float = Field(5, gt=0, le=3600, description="Seconds an idle keep-alive connection stays open.")
+
+
 class DeployConfig(Section):
     detach: bool = Field(False, description="local: serve in the background (its pid goes in the ledger).")
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="local: 0 picks a free port.")
+    limits: EndpointLimits = Field(default_factory=EndpointLimits, description="local: the endpoint's limits.")
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     machine_type: str | None = None

@@ -76,6 +76,22 @@ def test_load_image_flattens_alpha_onto_white():
     assert img.mode == "RGB" and img.getpixel((0, 0)) == (255, 255, 255)
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_alpha_is_flattened_strip_by_strip_to_the_same_pixels(mode):
+    # _to_rgb works 256 rows at a time to bound memory; it must equal one composite of the whole image.
+    from imgcls.providers.local.preprocess import _to_rgb
+    rng = np.random.default_rng(1)
+    for w, h in [(1, 1), (5, 600), (300, 257), (64, 512)]:
+        rgba = Image.fromarray(rng.integers(0, 256, (h, w, 4), dtype=np.uint8), "RGBA")
+        if mode == "P":
+            img = rgba.convert("RGB").quantize(16)
+            img.info["transparency"] = 3
+        else:
+            img = rgba.convert(mode)
+        whole = Image.alpha_composite(Image.new("RGBA", img.size, (255,) * 4), img.convert("RGBA")).convert("RGB")
+        assert np.array_equal(np.asarray(_to_rgb(img)), np.asarray(whole)), (mode, w, h)
+
+
 def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")

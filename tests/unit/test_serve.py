@@ -159,3 +159,68 @@ def test_shutdown_closes_the_port(artifact):
     assert not thread.is_alive()
     with pytest.raises(OSError):
         socket.create_connection(srv.server_address[:2], timeout=2).close()
+
+
+def request_raw(server, path, data: bytes, content_type: str):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("POST", path, body=data, headers={"Content-Type": content_type})
+    resp = conn.getresponse()
+    payload = json.loads(resp.read())
+    conn.close()
+    return resp.status, payload
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream"])
+def test_raw_image_bytes_get_a_custom_vision_answer(server, content_type):
+    status, body = request_raw(server, "/predict", base64.b64decode(jpeg("blue")), content_type)
+    assert status == 200 and set(body) == {"id", "project", "iteration", "created", "predictions"}
+    best = body["predictions"][0]
+    assert best["tagName"] == "blue" and best["tagId"] == "2" and len(body["predictions"]) == 3
+    assert [p["probability"] for p in body["predictions"]] == sorted((p["probability"] for p in body["predictions"]),
+                                                                      reverse=True)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"input_data": {"columns": ["image", "id"], "data": [[jpeg("red")]]}}, "input_data.data[0] has 1 cells"),
+    ({"input_data": {"columns": {"image": 0}, "data": [jpeg("red")]}}, "input_data.columns"),
+    ({"input_data": {"columns": ["a", "b"], "data": [[jpeg("red"), 1]]}}, 'no "image" column'),
+    ({"instances": [{"content": jpeg("red")}], "parameters": {"maxPredictions": "many"}}, "parameters.maxPredictions"),
+    ({"instances": [{"content": jpeg("red")}], "parameters": {"confidenceThreshold": 2}},
+     "parameters.confidenceThreshold"),
+    ({"instances": [{"contents": jpeg("red")}]}, "instances.0.contents"),
+    ({"instances": [jpeg("red")]}, "instances.0"),
+])
+def test_a_wrong_field_gets_422_naming_it(server, body, field):
+    status, answer = request(server, "POST", "/predict", body)
+    assert status == 422 and field in answer["error"], answer
+    assert answer["detail"] and request(server, "GET", "/health")[0] == 200
+
+
+def test_huge_numbers_are_422_not_500(server):
+    raw = b'{"instances": [], "parameters": {"maxPredictions": 1e400}}'
+    status, answer = request(server, "POST", "/predict", raw=raw)
+    assert status == 422 and answer["detail"][0]["loc"] == ["parameters", "maxPredictions"]
+
+
+def test_other_content_types_get_415(server):
+    status, answer = request_raw(server, "/predict", b"{}", "text/plain")
+    assert status == 415 and "application/octet-stream" in answer["error"]
+
+
+def test_health_advertises_the_limits(server):
+    limits = request(server, "GET", "/health")[1]["limits"]
+    assert limits["max_body_bytes"] == MAX_BODY and limits["max_images"] >= 1 and limits["max_pixels"] > 0
+
+
+def test_pixel_limit_is_read_from_the_header(artifact):
+    srv = make_server(artifact, max_pixels=10_000)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert request(srv, "POST", "/predict", {"instances": [{"content": jpeg("red", (100, 100))}]})[0] == 200
+        status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("red", (101, 100))}]})
+        assert status == 413 and "10100 pixels" in answer["error"] and "deploy.limits.max_pixels" in answer["error"]
+    finally:
+        srv.shutdown()
+        thread.join(timeout=5)

@@ -65,7 +65,7 @@ def evaluate(state: State, allow_data_change, gates, timeout):
 def deploy(state: State, detach, port, timeout):
     """Deploy the trained model to an endpoint (local: an HTTP server)."""
     from .. import api
-    extra = [*(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port else [])]
+    extra = [*(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port is not None else [])]
     cfg = load(state, extra)
     run, dep = api.deploy(cfg, state.run_id, timeout=timeout, progress=state.progress)
     emit(state, {"run": run.id, "deployment": dep},
