@@ -22,8 +22,9 @@ from pydantic import (
 
 from . import safeyaml
 from .errors import ConfigError, UsageError
+from .providers.aws.settings import AwsConfig  # pydantic only, no boto3 (to move with provider-owned config)
 
-PROVIDER_SECTIONS = ("local", "vertex", "customvision", "azureml")
+PROVIDER_SECTIONS = ("local", "vertex", "customvision", "azureml", "aws")
 
 
 class Section(BaseModel):
@@ -206,6 +207,7 @@ class RunConfig(Section):
     vertex: VertexConfig = VertexConfig()
     customvision: CustomVisionConfig = CustomVisionConfig()
     azureml: AzureMLConfig = AzureMLConfig()
+    aws: AwsConfig = AwsConfig()
 
     @property
     def multilabel(self) -> bool:

@@ -13,7 +13,7 @@ import imgcls.api as api
 from imgcls.runs import Run
 from tests.conftest import make_dataset
 
-PROVIDERS = ["local", "customvision", "vertex", "azureml"]
+PROVIDERS = ["local", "customvision", "vertex", "azureml", "aws"]
 
 
 @pytest.fixture(params=PROVIDERS)

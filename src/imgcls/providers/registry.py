@@ -17,7 +17,8 @@ GROUP = "imgcls.providers"
 # Which top-level SDK module each provider needs, so a missing extra is named before import fails deep inside.
 _EXTRA_MODULES = {"local": ("onnxruntime", "PIL"), "vertex": ("google.cloud.aiplatform", "google.cloud.storage"),
                   "customvision": ("azure.cognitiveservices.vision.customvision",),
-                  "azureml": ("azure.ai.ml", "azure.identity", "azure.storage.blob")}
+                  "azureml": ("azure.ai.ml", "azure.identity", "azure.storage.blob"),
+                  "aws": ("boto3",)}
 _registered: dict[str, type] = {}
 
 

@@ -1,0 +1,1 @@
+"""The `aws` provider: Amazon Rekognition Custom Labels through boto3."""
