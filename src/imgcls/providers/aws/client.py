@@ -23,7 +23,8 @@ from .settings import Settings
 
 AUTH_CODES = {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
               "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-              "InvalidClientTokenId", "MissingAuthenticationTokenException"}
+              "InvalidClientTokenId", "MissingAuthenticationTokenException",
+              "403"}   # a HEAD answer has no body: S3 refusing the key or the bucket shows only as 403
 MISSING_CODES = {"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 CRED_HINT = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (`aws configure` or `aws sso login`), "
              "or aws.profile in the config")

@@ -1,0 +1,234 @@
+"""The aws provider against the fake Rekognition Custom Labels + S3, through boto3: the repo's config end to end
+by CLI and `down` leaving nothing the run created, a bucket the config names (used, left alone), --no-wait and
+resume, limits checked offline, credentials, retries, failures and a create call cut short."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("boto3")
+
+from imgcls import api
+from imgcls.errors import AuthError, DataError, ProviderError
+from imgcls.runs import Run
+from tests.conftest import make_dataset
+from tests.contract import harness_aws
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "aws.yaml"
+NAMED = "team-imgcls-data"
+
+
+@pytest.fixture
+def harness(tmp_path, monkeypatch):
+    with harness_aws.start(tmp_path, monkeypatch, keep_buckets=[NAMED]) as h:
+        yield h
+
+
+@pytest.fixture
+def fake(harness):
+    return harness.fake
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return make_dataset(tmp_path / "data", {"red": 8, "green": 8, "blue": 8}, size=(96, 72))
+
+
+def load(source: Path, *overrides: str, task: str = "multiclass", extra: str = ""):
+    path = Path("atest.yaml").resolve()
+    path.write_text(f"name: atest\nprovider: aws\ntask: {task}\ndataset:\n  source: {source}\n"
+                    f"split:\n  validation: 0.2\n  test: 0.25\naws:\n  region: us-east-1\n{extra}")
+    return api.load(path, None, list(overrides))
+
+
+def cli(*args: str, cwd: Path, env: dict) -> tuple[int, dict | None, str]:
+    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", "--json", *args], cwd=cwd, text=True, check=False,
+                          capture_output=True, env=env, timeout=180)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        doc = None
+    return proc.returncode, doc, proc.stderr
+
+
+def cli_env(fake, tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLS_"))}
+    extra = harness_aws.entry_point_dir(tmp_path)
+    paths = [p for p in (str(extra) if extra else "", env.get("PYTHONPATH", "")) if p]
+    return {**env, **fake.env(), "PYTHONPATH": os.pathsep.join(paths), "PYTHONWARNINGS": "ignore"}
+
+
+def test_run_from_repo_config_then_down_leaves_nothing(fake, data, tmp_path):
+    env = cli_env(fake, tmp_path)
+    args = ["-c", str(CONFIG), "--set", f"dataset.source={data}", "--set", "split.test=0.25"]
+    code, doc, err = cli("run", *args, cwd=tmp_path, env=env)
+    assert code == 0, err
+    run = Run(tmp_path / ".imgcls" / "runs" / doc["run"])
+    assert doc["train"]["status"] == "succeeded" and ":project/" in doc["train"]["model_id"]
+    assert doc["deployment"]["status"] == "deployed"
+    n_test = sum(json.loads(x)["split"] == "test" for x in run.file("manifest.jsonl").read_text().splitlines())
+    assert doc["evaluation"]["metrics"]["n_images"] == n_test > 0
+    assert doc["evaluation"]["metrics"]["accuracy"] >= 0.7
+    assert doc["evaluation"]["service_metrics"]["f1"] is not None
+    kinds = [(r["kind"], r["ours"]) for r in run.resources()]
+    assert kinds == [("bucket", True), ("prefix", True), ("project", True), ("dataset", True), ("dataset", True),
+                     ("model", True)]
+    s = fake.state
+    (project,) = s.projects.values()
+    assert project.name == run.id and len(s.datasets) == 2 and len(s.versions) == 1
+    (version,) = s.versions.values()
+    assert version.status == "RUNNING" and version.min_units == 1
+    # the TEST dataset is exactly our test split, TRAIN our train + validation
+    test_ds = s.datasets[project.datasets["TEST"]]
+    assert len(test_ds.entries) == n_test and len(s.datasets[project.datasets["TRAIN"]].entries) == 24 - n_test
+    assert [b for b in s.buckets if b != NAMED] == [f"imgcls-{run.id.lower()}"]
+
+    code, doc, err = cli("down", "-c", str(CONFIG), "--run", run.id, cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert [r["kind"] for r in doc["deleted"]] == ["model", "dataset", "dataset", "project", "prefix", "bucket"]
+    assert harness_aws.leftovers(fake, run, [NAMED]) == [] and Run(run.path).resources() == []
+    assert "StopProjectVersion" in fake.calls       # a running model is stopped before it is deleted
+
+
+def test_named_bucket_is_used_and_left_in_place(fake, data):
+    cfg = load(data, f"aws.bucket={NAMED}", "aws.prefix=team/imgcls")
+    run, trained = api.train(cfg)
+    assert trained.status == "succeeded"
+    keys = fake.state.buckets[NAMED]
+    assert any(k.startswith(f"team/imgcls/{run.id}/images/") for k in keys)
+    train_manifest = keys[f"team/imgcls/{run.id}/manifests/train.manifest"].decode().splitlines()
+    first = json.loads(train_manifest[0])
+    assert first["source-ref"].startswith(f"s3://{NAMED}/team/imgcls/{run.id}/images/")
+    assert first["imgcls-label-metadata"]["type"] == "groundtruth/image-classification"
+    assert first["imgcls-label-metadata"]["class-name"] in ("red", "green", "blue")
+    assert Run(run.path).resource("bucket")["ours"] is False
+    result = api.down(cfg, run.id)
+    assert [k["kind"] for k in result["kept"]] == ["bucket"]
+    assert NAMED in fake.state.buckets and fake.state.buckets[NAMED] == {}   # the run's keys went, the bucket stays
+    assert harness_aws.leftovers(fake, Run(run.path), [NAMED]) == []
+
+
+def test_multilabel_manifest_uses_the_class_map(fake, tmp_path):
+    data = make_dataset(tmp_path / "ml", {"red": 6, "blue": 6}, size=(96, 72))
+    cfg = load(data, task="multilabel")
+    run, _ = api.import_dataset(cfg)
+    bucket = fake.state.buckets[f"imgcls-{run.id.lower()}"]
+    line = json.loads(bucket[f"imgcls/{run.id}/manifests/train.manifest"].decode().splitlines()[0])
+    meta = line["imgcls-label-metadata"]
+    assert meta["type"] == "groundtruth/image-classification-multilabel"
+    assert [meta["class-map"][str(i)] for i in line["imgcls-label"]] in (["blue"], ["red"])
+    api.down(cfg, run.id)
+    assert harness_aws.leftovers(fake, Run(run.path), [NAMED]) == []
+
+
+def test_no_wait_returns_at_once_and_train_picks_it_up(fake, data):
+    fake.state.train_seconds = 1.0
+    cfg = load(data)
+    run, started = api.train(cfg, wait=False)
+    assert started.status == "running"
+    (version,) = fake.state.versions.values()
+    op = Run(run.path).operation("train")
+    assert op["id"] == version.arn and version.status == "TRAINING_IN_PROGRESS"
+    assert api.status(cfg, run.id)["training"]["state"] == "running"
+    _, trained = api.train(cfg, run.id)
+    assert trained.status == "succeeded" and trained.model_id == version.arn and len(fake.state.versions) == 1
+    assert fake.calls.count("CreateProjectVersion") == 1
+    api.down(cfg, run.id)
+
+
+def test_limits_are_checked_offline(fake, tmp_path):
+    root = make_dataset(tmp_path / "d", {"red": 4, "blue": 4}, size=(96, 72))
+    Image.new("RGB", (40, 40), (200, 0, 0)).save(root / "red" / "tiny.png")
+    Image.new("RGB", (96, 72), (0, 0, 200)).save(root / "blue" / "anim.gif")
+    report = api.validate(load(root))
+    found = {(f["code"], Path(f["files"][0]).name) for f in report["findings"]}
+    assert {("format", "anim.gif"), ("small-image", "tiny.png")} <= found and report["errors"] == 1
+    assert fake.calls == []                           # nothing asked of AWS
+
+
+def test_wrong_credentials_are_an_auth_error(fake, data, monkeypatch, tmp_path):
+    env = {**cli_env(fake, tmp_path), "AWS_ACCESS_KEY_ID": "AKIANOTKNOWN"}
+    code, doc, err = cli("dataset-import", "-c", str(CONFIG), "--set", f"dataset.source={data}", cwd=tmp_path,
+                         env=env)
+    assert code == 5, (doc, err)
+    assert "AWS refused HeadBucket" in json.dumps(doc), doc
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTKNOWN")
+    with pytest.raises(AuthError):
+        api.import_dataset(load(data))
+
+
+def test_providers_lists_aws_with_its_credential_status(fake, tmp_path):
+    env = cli_env(fake, tmp_path)
+    code, doc, err = cli("providers", cwd=tmp_path, env=env)
+    assert code == 0, err
+    (row,) = [r for r in doc["providers"] if r["name"] == "aws"]
+    assert row["installed"] and row["credentials"]["found"] and "env" in row["credentials"]["detail"]
+    assert row["limits"]["max_predict_bytes"] == 4 * 1024 * 1024 and row["limits"]["formats"] == ["jpeg", "png"]
+    bare = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+    bare.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_CONFIG_FILE=str(tmp_path / "none"))
+    code, doc, err = cli("providers", cwd=tmp_path, env=bare)
+    (row,) = [r for r in doc["providers"] if r["name"] == "aws"]
+    assert code == 0 and row["credentials"]["found"] is False and "AWS_PROFILE" in row["credentials"]["detail"]
+    assert fake.calls == []                           # found without calling the service
+
+
+def test_throttled_detect_is_retried(fake, data):
+    cfg = load(data)
+    run, _ = api.train(cfg)
+    fake.fail("DetectCustomLabels", "ThrottlingException", times=2)
+    _, evaluation = api.evaluate(cfg, run.id)
+    assert evaluation.metrics["accuracy"] >= 0.7
+    assert fake.faults[0].hits == 2
+    api.down(cfg, run.id)
+
+
+def test_failed_training_is_a_provider_error_with_the_services_message(fake, data):
+    fake.state.fail_training = "The manifest has too few labels."
+    cfg = load(data)
+    with pytest.raises(ProviderError, match="too few labels"):
+        api.train(cfg)
+    api.down(cfg)
+    assert harness_aws.leftovers(fake, Run(next(Path(".imgcls/runs").iterdir())), [NAMED]) == []
+
+
+def test_a_create_cut_short_is_found_by_down(fake, data):
+    """CreateDataset fails: the ledger keeps the dataset as pending; had it gone through, `down` finds it by name."""
+    fake.fail("CreateDataset", "InternalServerError", status=500, times=-1)
+    cfg = load(data, "aws.retries=1")
+    with pytest.raises(ProviderError, match="CreateDataset TRAIN"):
+        api.import_dataset(cfg)
+    (run_path,) = Path(".imgcls/runs").iterdir()
+    run = Run(run_path)
+    (pending,) = run.pending("dataset")
+    assert pending["name"] == f"{run.id}/TRAIN" and pending["id"] is None
+    fake.faults.clear()
+    import boto3  # the call "went through" after all
+    project = run.resource("project")["id"]
+    key = f"imgcls/{run.id}/manifests/train.manifest"
+    boto3.session.Session().client("rekognition").create_dataset(
+        ProjectArn=project, DatasetType="TRAIN",
+        DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": f"imgcls-{run.id.lower()}", "Name": key}}})
+    result = api.down(cfg, run.id)
+    assert "dataset" in [r["kind"] for r in result["deleted"]]
+    assert harness_aws.leftovers(fake, run, [NAMED]) == []
+
+
+def test_detect_bytes_limit_is_named(fake, data, tmp_path):
+    cfg = load(data)
+    run, _ = api.train(cfg)
+    big = tmp_path / "big.png"
+    rng = __import__("numpy").random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (1400, 1400, 3), dtype="uint8")).save(big)
+    assert big.stat().st_size > 4 * 1024 * 1024
+    api.deploy(cfg, run.id)
+    with pytest.raises(DataError, match="4 MB"):
+        api.predict(cfg, [str(big)], run.id)
+    api.down(cfg, run.id)
