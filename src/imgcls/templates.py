@@ -4,7 +4,7 @@ from __future__ import annotations
 _STARTER = """\
 # imgcls run config — `imgcls config schema` prints every key; `imgcls validate -c {path}` checks the data.
 name: {name}                 # names the runs and any cloud resources they create
-provider: {provider}            # local | vertex | customvision | azureml (or --provider on the command line)
+provider: {provider}            # local | vertex | customvision | azureml | aws (or --provider on the command line)
 task: multiclass             # multiclass | multilabel
 
 dataset:
@@ -44,6 +44,9 @@ predict:
 #   subscription_id: ${{AZURE_SUBSCRIPTION_ID}}
 #   resource_group: ${{AZURE_RESOURCE_GROUP}}
 #   workspace: ${{AZUREML_WORKSPACE}}
+# aws:                       # credentials: AWS_PROFILE or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables
+#   region: ${{AWS_REGION:-us-east-1}}
+#   bucket: my-bucket        # unset: the run creates imgcls-<run id> and `down` deletes it
 """
 
 

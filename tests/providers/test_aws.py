@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("boto3")
 
 from imgcls import api
-from imgcls.errors import AuthError, DataError, ProviderError
+from imgcls.errors import AuthError, DataError, ProviderError, UsageError
 from imgcls.runs import Run
 from tests.conftest import make_dataset
 from tests.contract import harness_aws
@@ -110,6 +110,10 @@ def test_named_bucket_is_used_and_left_in_place(fake, data):
     assert first["imgcls-label-metadata"]["type"] == "groundtruth/image-classification"
     assert first["imgcls-label-metadata"]["class-name"] in ("red", "green", "blue")
     assert Run(run.path).resource("bucket")["ours"] is False
+    observed = {(r["kind"], r["observed"]) for r in api.status(cfg, run.id)["resources"]}
+    assert observed == {(k, "live") for k in ("bucket", "prefix", "project", "dataset", "model")}
+    with pytest.raises(UsageError, match="not running"):     # trained, never started
+        api.predict(cfg, [str(data / "red" / "red_000.jpg")], run.id)
     result = api.down(cfg, run.id)
     assert [k["kind"] for k in result["kept"]] == ["bucket"]
     assert NAMED in fake.state.buckets and fake.state.buckets[NAMED] == {}   # the run's keys went, the bucket stays
@@ -232,3 +236,18 @@ def test_detect_bytes_limit_is_named(fake, data, tmp_path):
     with pytest.raises(DataError, match="4 MB"):
         api.predict(cfg, [str(big)], run.id)
     api.down(cfg, run.id)
+
+
+def test_ground_truth_lines_have_the_shapes_custom_labels_reads():
+    from imgcls.providers.aws import groundtruth
+    one = json.loads(groundtruth.line("s3://b/k.jpg", ["red"], False, ["blue", "red"]))
+    assert one == {"source-ref": "s3://b/k.jpg", "imgcls-label": 1, "imgcls-label-metadata": {
+        "confidence": 1, "class-name": "red", "human-annotated": "yes", "creation-date": groundtruth.CREATED,
+        "type": "groundtruth/image-classification", "job-name": "labeling-job/imgcls"}}
+    many = json.loads(groundtruth.line("s3://b/k.jpg", ["blue", "red"], True, ["blue", "green", "red"]))
+    assert many["imgcls-label"] == [0, 2]
+    meta = many["imgcls-label-metadata"]
+    assert meta["class-map"] == {"0": "blue", "2": "red"} and meta["objects"] == [{"confidence": 1}] * 2
+    assert meta["type"] == "groundtruth/image-classification-multilabel"
+    with pytest.raises(DataError, match="exactly one label"):
+        groundtruth.line("s3://b/k.jpg", ["blue", "red"], False, ["blue", "red"])

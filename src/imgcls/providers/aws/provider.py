@@ -228,6 +228,12 @@ class AwsProvider(Provider):
 
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
         res = self._model()
+        if not getattr(self, "_running", False):       # one look per process, not per batch
+            status = self._status(res)
+            if status != "RUNNING":
+                raise UsageError(f"the Custom Labels model of run {self.run.id} is {status.lower()}, not running",
+                                 hint=f"`imgcls deploy --run {self.run.id}` starts it")
+            self._running = True
         for data, name in zip(images, names):
             if len(data) > self.limits.max_predict_bytes:
                 raise DataError(f"{name} is {len(data) / MB:.1f} MB; DetectCustomLabels takes at most 4 MB of "
