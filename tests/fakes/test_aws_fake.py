@@ -146,6 +146,16 @@ def test_wrong_credentials_get_aws_error_shapes(fake, monkeypatch):
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
+def test_a_wrong_secret_fails_the_signature_check(fake, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(ClientError) as err:
+        client("rekognition").describe_projects()
+    assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
+    with pytest.raises(ClientError) as err:
+        client("s3").put_object(Bucket="b", Key="k", Body=b"x")
+    assert err.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
 def test_throttling_is_retried_by_botocore(fake):
     fake.fail("DescribeProjects", "ThrottlingException", times=2)
     rek = client("rekognition", config=Config(retries={"mode": "standard", "max_attempts": 4}))

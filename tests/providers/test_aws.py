@@ -164,8 +164,14 @@ def test_wrong_credentials_are_an_auth_error(fake, data, monkeypatch, tmp_path):
                          env=env)
     assert code == 5, (doc, err)
     assert "AWS refused HeadBucket" in json.dumps(doc), doc
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOTKNOWN")
-    with pytest.raises(AuthError):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(AuthError, match="AWS refused HeadBucket .*403"):
+        api.import_dataset(load(data))
+
+
+def test_a_call_iam_does_not_allow_is_an_auth_error_naming_it(fake, data):
+    fake.fail("CreateProject", "AccessDeniedException")
+    with pytest.raises(AuthError, match="CreateProject .*AccessDeniedException"):
         api.import_dataset(load(data))
 
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-from tests.fakes.aws import rekognition
+from tests.fakes.aws import rekognition, sigv4
 from tests.fakes.aws.state import AwsError, State, iso
 
 ACCESS_KEY = "AKIAFAKEIMGCLS000001"
@@ -89,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         data = self.rfile.read(length) if length else b""
+        self.raw = data
         if "aws-chunked" in (self.headers.get("Content-Encoding") or ""):
             data = _unchunk(data)
         return data
@@ -122,6 +123,11 @@ class _Handler(BaseHTTPRequestHandler):
         m = _CREDENTIAL.search(self.headers.get("Authorization") or "")
         return bool(m) and m.group(1) == ACCESS_KEY
 
+    def _signed(self) -> bool:
+        """The signature covers the body as sent (for S3, its hash header), so the raw bytes are checked."""
+        host = self.headers.get("Host", "")
+        return sigv4.valid(self.command, f"http://{host}{self.path}", self.headers, self.raw, SECRET_KEY)
+
     # -- Rekognition ----------------------------------------------------------------------------
     def _rekognition(self, target: str, body: bytes) -> None:
         fake = self.owner
@@ -131,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._key_ok():
                 raise AwsError("UnrecognizedClientException", "The security token included in the request is "
                                                               "invalid.")
+            if not self._signed():
+                raise AwsError("InvalidSignatureException", "The request signature we calculated does not match "
+                                                            "the signature you provided. Check your AWS Secret "
+                                                            "Access Key and signing method.")
             fault = fake._fault(operation)
             if fault:
                 raise AwsError(fault.code, f"fake AWS: injected {fault.code}", fault.status)
@@ -159,6 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._key_ok():
                 raise AwsError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our "
                                                      "records.", 403)
+            if not self._signed():
+                raise AwsError("SignatureDoesNotMatch", "The request signature we calculated does not match the "
+                                                        "signature you provided. Check your key and signing "
+                                                        "method.", 403)
             fault = fake._fault(f"s3:{self.command}")
             if fault:
                 raise AwsError(fault.code, f"fake AWS: injected {fault.code}", fault.status)
