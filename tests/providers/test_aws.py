@@ -257,3 +257,19 @@ def test_ground_truth_lines_have_the_shapes_custom_labels_reads():
     assert meta["type"] == "groundtruth/image-classification-multilabel"
     with pytest.raises(DataError, match="exactly one label"):
         groundtruth.line("s3://b/k.jpg", ["blue", "red"], False, ["blue", "red"])
+
+
+def test_down_during_training_says_to_come_back_and_then_finishes(fake, data):
+    fake.state.train_seconds = 1.5
+    cfg = load(data)
+    run, _ = api.train(cfg, wait=False)
+    with pytest.raises(ProviderError, match="still training") as err:
+        api.down(cfg, run.id)
+    assert "imgcls down" in err.value.hint
+    # the datasets went; the project, and the bucket the model writes its output to, wait for the model
+    assert [r["kind"] for r in Run(run.path).live()] == ["bucket", "prefix", "project", "model"]
+    import time
+    time.sleep(1.6)
+    result = api.down(cfg, run.id)
+    assert [r["kind"] for r in result["deleted"]] == ["model", "project", "prefix", "bucket"]
+    assert harness_aws.leftovers(fake, Run(run.path), [NAMED]) == []

@@ -288,6 +288,12 @@ class AwsProvider(Provider):
     # -- teardown ---------------------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:
         kind, rid, c = resource["kind"], resource["id"], self.client
+        models = [r.get("name") for r in self.run.live() if r["kind"] == "model"]
+        if models and kind in ("project", "prefix", "bucket"):
+            # A model that could not be deleted (still training) lives in the project and writes its output
+            # under the prefix: both stay until it is gone.
+            raise ProviderError(f"{kind} {rid} is kept while the model {models[0]} is not deleted",
+                                hint=f"run `imgcls down --run {self.run.id}` again once training has finished")
         if kind == "model":
             status = self._status(resource)
             if status == "GONE":
