@@ -273,3 +273,39 @@ def test_down_during_training_says_to_come_back_and_then_finishes(fake, data):
     result = api.down(cfg, run.id)
     assert [r["kind"] for r in result["deleted"]] == ["model", "project", "prefix", "bucket"]
     assert harness_aws.leftovers(fake, Run(run.path), [NAMED]) == []
+
+
+def test_repo_config_against_the_fake_started_as_documented(tmp_path, data):
+    """`python -m tests.fakes.aws` in its own process, its printed exports as the only AWS settings; what is left
+    after `down` is asked of the fake through boto3, as a user would."""
+    import boto3
+
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-m", "tests.fakes.aws", "--port", "0", "--train-seconds", "0.5",
+                               "--start-seconds", "0.3", "--bucket", NAMED], cwd=root, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        exports = dict(server.stdout.readline().strip().removeprefix("export ").split("=", 1) for _ in range(4))
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLS_"))}
+        extra = harness_aws.entry_point_dir(tmp_path)
+        env = {**base, **exports, "PYTHONWARNINGS": "ignore",
+               "PYTHONPATH": os.pathsep.join(p for p in (str(extra or ""), base.get("PYTHONPATH", "")) if p)}
+        args = ["-c", str(CONFIG), "--set", f"dataset.source={data}"]
+        code, doc, err = cli("run", *args, cwd=tmp_path, env=env)
+        assert code == 0, err
+        session = boto3.session.Session(aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+                                        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+                                        region_name=exports["AWS_DEFAULT_REGION"])
+        rek = session.client("rekognition", endpoint_url=exports["AWS_ENDPOINT_URL"])
+        s3 = session.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL"])
+        (project,) = rek.describe_projects()["ProjectDescriptions"]
+        assert len(project["Datasets"]) == 2
+        (version,) = rek.describe_project_versions(ProjectArn=project["ProjectArn"])["ProjectVersionDescriptions"]
+        assert version["Status"] == "RUNNING"
+        code, doc, err = cli("down", *args, "--run", doc["run"], cwd=tmp_path, env=env)
+        assert code == 0, err
+        assert rek.describe_projects()["ProjectDescriptions"] == []
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [NAMED]
+    finally:
+        server.terminate()
+        server.wait(10)
