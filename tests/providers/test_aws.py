@@ -210,7 +210,8 @@ def test_failed_training_is_a_provider_error_with_the_services_message(fake, dat
 
 
 def test_a_create_cut_short_is_found_by_down(fake, data):
-    """CreateDataset fails: the ledger keeps the dataset as pending; had it gone through, `down` finds it by name."""
+    """CreateDataset fails: the ledger keeps the dataset as pending; had the call gone through, a resumed import
+    and `down` find the dataset by the name imgcls chose."""
     fake.fail("CreateDataset", "InternalServerError", status=500, times=-1)
     cfg = load(data, "aws.retries=1")
     with pytest.raises(ProviderError, match="CreateDataset TRAIN"):
@@ -223,11 +224,16 @@ def test_a_create_cut_short_is_found_by_down(fake, data):
     import boto3  # the call "went through" after all
     project = run.resource("project")["id"]
     key = f"imgcls/{run.id}/manifests/train.manifest"
-    boto3.session.Session().client("rekognition").create_dataset(
+    made = boto3.session.Session().client("rekognition").create_dataset(
         ProjectArn=project, DatasetType="TRAIN",
         DatasetSource={"GroundTruthManifest": {"S3Object": {"Bucket": f"imgcls-{run.id.lower()}", "Name": key}}})
+    puts = fake.calls.count("s3:PUT")
+    _, dataset = api.import_dataset(cfg, run.id)       # the resumed import finds it by name, uploads no image again
+    assert dataset.extra["datasets"]["TRAIN"] == made["DatasetArn"] and len(fake.state.datasets) == 2
+    assert fake.calls.count("s3:PUT") - puts == 2       # the two manifests only
+    assert [r["id"] for r in Run(run.path).resources("dataset")][0] == made["DatasetArn"]
     result = api.down(cfg, run.id)
-    assert "dataset" in [r["kind"] for r in result["deleted"]]
+    assert [r["kind"] for r in result["deleted"]].count("dataset") == 2
     assert harness_aws.leftovers(fake, run, [NAMED]) == []
 
 

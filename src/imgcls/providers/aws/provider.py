@@ -136,7 +136,8 @@ class AwsProvider(Provider):
             return done[-1]["id"]
         name = f"{self.run.id}/{kind}"
         self.run.intend("dataset", name, type=kind, project=project)
-        arn = self.client.create_dataset(project, kind, self.settings.bucket, key)
+        found = self.find({"kind": "dataset", "name": name, "type": kind})   # a resumed run's, made before a kill
+        arn = found["id"] if found else self.client.create_dataset(project, kind, self.settings.bucket, key)
         self.run.record("dataset", arn, name=name, type=kind, project=project)
 
         def look():
