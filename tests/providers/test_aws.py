@@ -315,3 +315,12 @@ def test_repo_config_against_the_fake_started_as_documented(tmp_path, data):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_profile_that_is_not_there_is_named(monkeypatch, tmp_path):
+    from imgcls.providers.aws.provider import AwsProvider
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    cfg = load(tmp_path, extra="  profile: nosuch\n")
+    status = AwsProvider.check_credentials(cfg)
+    assert not status.found and "nosuch" in status.detail

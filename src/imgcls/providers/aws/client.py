@@ -34,9 +34,9 @@ class Missing(ProviderError):
     """The resource is not there: deletes and lookups treat it as gone."""
 
 
-def find_credentials(profile: str | None) -> tuple[str | None, str | None]:
-    """(how credentials were found, or None; the region) through botocore's chain, without calling AWS.
-    The instance and container role providers are left out: asking them is a network call."""
+def find_credentials(profile: str | None) -> tuple[str | None, str | None, str | None]:
+    """(how credentials were found or None, the region, what went wrong) through botocore's chain, without
+    calling AWS. The instance and container role providers are left out: asking them is a network call."""
     try:
         session = botocore.session.Session(profile=profile)
         resolver = session.get_component("credential_provider")
@@ -46,8 +46,8 @@ def find_credentials(profile: str | None) -> tuple[str | None, str | None]:
         creds = resolver.load_credentials()
         region = session.get_config_variable("region")
     except BotoCoreError as exc:            # a profile that is not there, a broken config file
-        return None, f"{type(exc).__name__}: {exc}"
-    return (creds.method if creds is not None else None), region
+        return None, None, str(exc)
+    return (creds.method if creds is not None else None), region, None
 
 
 @contextlib.contextmanager

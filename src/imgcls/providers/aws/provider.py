@@ -38,11 +38,11 @@ class AwsProvider(Provider):
     def check_credentials(cls, config) -> CredentialStatus:
         from .client import find_credentials  # botocore only; the chain is read, no service is called
         profile = config.aws.profile if config is not None else None
-        method, region = find_credentials(profile)
+        method, region, problem = find_credentials(profile)
         if method is None:
-            detail = f"({region})" if region and " " in region else ""
-            return CredentialStatus(False, f"no AWS credentials found {detail}".strip() + ": set AWS_ACCESS_KEY_ID/"
-                                           "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or run `aws sso login`")
+            return CredentialStatus(False, (f"{problem}; " if problem else "no AWS credentials found: ")
+                                    + "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or run "
+                                      "`aws sso login`")
         return CredentialStatus(True, f"{method} (region {region or 'not set'})")
 
     @functools.cached_property
