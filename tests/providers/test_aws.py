@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("boto3")
 
 from imgcls import api
-from imgcls.errors import AuthError, DataError, ProviderError, UsageError
+from imgcls.errors import AuthError, ConfigError, DataError, ProviderError, UsageError
 from imgcls.runs import Run
 from tests.conftest import make_dataset
 from tests.contract import harness_aws
@@ -324,3 +324,13 @@ def test_a_profile_that_is_not_there_is_named(monkeypatch, tmp_path):
     cfg = load(tmp_path, extra="  profile: nosuch\n")
     status = AwsProvider.check_credentials(cfg)
     assert not status.found and "nosuch" in status.detail
+
+
+@pytest.mark.parametrize("override, words", [("aws.bucket=Not_A_Bucket", "aws.bucket"),
+                                             ("deploy.min_replicas=0", "inference unit"),
+                                             ("deploy.max_replicas=1", "deploy.max_replicas")])
+def test_settings_aws_would_refuse_fail_before_any_call(fake, data, override, words):
+    extra = ["deploy.min_replicas=2"] if override.startswith("deploy.max") else []
+    with pytest.raises(ConfigError, match=words):
+        api.import_dataset(load(data, override, *extra))
+    assert fake.calls == []

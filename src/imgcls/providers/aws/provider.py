@@ -59,6 +59,7 @@ class AwsProvider(Provider):
         from . import groundtruth
 
         s = self.settings
+        s.check()
         remote = [u for u in manifest["uri"] if "://" in u]
         if remote:
             raise DataError(f"the aws provider uploads local images; {len(remote)} are URIs, e.g. {remote[0]}",
@@ -199,6 +200,7 @@ class AwsProvider(Provider):
 
     def deploy_model(self, model: TrainResult) -> Deployment:
         s, res = self.settings, self._model(model)
+        s.check()
         status = self._status(res)
         if status == "STOPPING":
             self._wait_status(res, {"STOPPING"}, "stopping the model", STOP_WAIT)

@@ -48,6 +48,18 @@ class Settings:
     retries: int
     multilabel: bool
 
+    def check(self) -> None:
+        """What AWS would refuse, found offline: before dataset-import uploads a byte, and before deploy."""
+        if not self.creates_bucket and not _BUCKET.match(self.bucket):
+            raise ConfigError(f"aws.bucket = {self.bucket!r} is not an S3 bucket name",
+                              hint="3-63 lower-case letters, digits, dots and dashes, e.g. aws.bucket: my-imgcls-data")
+        if self.min_units < 1:
+            raise ConfigError(f"deploy.min_replicas = {self.min_units}: a Custom Labels model runs on at least one "
+                              "inference unit", hint="set deploy.min_replicas: 1")
+        if self.max_units is not None and self.max_units < self.min_units:
+            raise ConfigError(f"deploy.max_replicas = {self.max_units} is below deploy.min_replicas = "
+                              f"{self.min_units}", hint="make deploy.max_replicas at least deploy.min_replicas")
+
     def key(self, *parts: str) -> str:
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
 
@@ -59,20 +71,12 @@ def run_bucket(run_id: str) -> str:
 
 
 def resolve(cfg, run_id: str) -> Settings:
+    """Never raises (so `status` and `down` always work); the steps that create call Settings.check()."""
     a, dep = cfg.aws, cfg.deploy
     region = a.region or next((os.environ[e] for e in REGION_ENVS if os.environ.get(e)), None)
     bucket = (a.bucket or "").removeprefix("s3://").strip("/") or None
-    if bucket is not None and not _BUCKET.match(bucket):
-        raise ConfigError(f"aws.bucket = {a.bucket!r} is not an S3 bucket name",
-                          hint="3-63 lower-case letters, digits, dots and dashes, e.g. aws.bucket: my-imgcls-data")
-    if dep.min_replicas < 1:
-        raise ConfigError(f"deploy.min_replicas = {dep.min_replicas}: a Custom Labels model runs on at least one "
-                          "inference unit", hint="set deploy.min_replicas: 1")
-    if dep.max_replicas < dep.min_replicas:
-        raise ConfigError(f"deploy.max_replicas = {dep.max_replicas} is below deploy.min_replicas = "
-                          f"{dep.min_replicas}", hint="make deploy.max_replicas at least deploy.min_replicas")
     prefix = "/".join(p for p in (a.prefix.strip("/"), run_id) if p)
     return Settings(region=region, profile=a.profile, bucket=bucket or run_bucket(run_id),
                     creates_bucket=bucket is None, prefix=prefix, min_units=dep.min_replicas,
-                    max_units=dep.max_replicas if dep.max_replicas > dep.min_replicas else None,
+                    max_units=dep.max_replicas if dep.max_replicas != dep.min_replicas else None,
                     start_timeout=a.start_timeout_minutes * 60, retries=a.retries, multilabel=cfg.multilabel)
