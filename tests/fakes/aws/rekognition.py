@@ -216,4 +216,3 @@ OPERATIONS = {name.title().replace("_", ""): fn for name, fn in (
     ("start_project_version", start_project_version), ("stop_project_version", stop_project_version),
     ("delete_project_version", delete_project_version), ("detect_custom_labels", detect_custom_labels))}
 
-__all__ = ["OPERATIONS", "Version"]
