@@ -72,10 +72,12 @@ def test_the_published_example_flow(fake):
     entries = rek.list_dataset_entries(DatasetArn=arn)["DatasetEntries"]
     assert len(entries) == 6 and json.loads(entries[0])["source-ref"].startswith("s3://")
 
+    fake.state.train_seconds = 600          # held in progress until the first look, however busy the machine
     version_arn = rek.create_project_version(ProjectArn=project_arn, VersionName="v1", OutputConfig={
         "S3Bucket": BUCKET, "S3KeyPrefix": "output"})["ProjectVersionArn"]
     first = rek.describe_project_versions(ProjectArn=project_arn, VersionNames=["v1"])
     assert first["ProjectVersionDescriptions"][0]["Status"] == "TRAINING_IN_PROGRESS"
+    fake.state.train_seconds = 0.3
     rek.get_waiter("project_version_training_completed").wait(
         ProjectArn=project_arn, VersionNames=["v1"], WaiterConfig=FAST)
     desc = rek.describe_project_versions(ProjectArn=project_arn, VersionNames=["v1"])["ProjectVersionDescriptions"][0]
