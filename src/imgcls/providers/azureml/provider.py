@@ -33,6 +33,9 @@ class AzureMLProvider(Provider):
     limits = Limits(min_images_per_label=10, formats=("jpeg", "png", "bmp", "gif", "tiff", "webp"),
                     max_predict_bytes=100 * 1024 * 1024)
     poll_interval = 30.0
+    # The project's cluster serves every run that finds it: `down` of the run that created it hands it
+    # to a run still using it, and the last one's `down` deletes it.
+    shared_kinds = ("compute",)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

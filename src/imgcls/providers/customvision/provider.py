@@ -9,8 +9,7 @@ import functools
 import math
 from pathlib import Path
 
-from ...errors import DataError, ProviderError, UnsupportedError
-from ...paths import confined
+from ...errors import DataError, ProviderError
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
 from . import iterations as iterations_mod
 from . import project as project_mod
@@ -260,50 +259,8 @@ class CustomVisionProvider(Provider):
 
     # -- export -----------------------------------------------------------------------------------
     def export(self, model: TrainResult, dest: Path) -> list[Path]:
-        project_id = self._project_id(model)
-        domain_id = (model.extra or {}).get("domain_id") or self.client.iteration(project_id, model.model_id)["domain_id"]
-        domain = self.client.domain(domain_id)
-        if not domain["exportable"]:
-            raise UnsupportedError(f"Custom Vision exports only models trained in a compact domain; this run's "
-                                   f"domain is '{domain['name']}'",
-                                   hint="set customvision.domain to a compact one, e.g. 'General (compact)', "
-                                        "and train a new run")
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for platform in project_mod.platforms(domain, self.section.export_platforms, self.progress,
-                                              strict=True):
-            url = self._exported(project_id, model.model_id, platform)
-            # The platform's spelling comes from the service (the domain's list): kept inside dest.
-            path = confined(dest, f"{self.config.name}-{platform.lower()}.zip", "Custom Vision's export platform")
-            size = self.client.download(url, path)
-            self.progress.log(f"exported {platform}: {path} ({size / 1e6:.1f} MB)")
-            paths.append(path)
-        return paths
-
-    def _exported(self, project_id: str, iteration_id: str, platform: str) -> str:
-        """Start (or join) the export to `platform` and wait for its download URL."""
-        def look() -> tuple[str, dict]:
-            mine = [e for e in self.client.exports(project_id, iteration_id) if e["platform"] == platform]
-            if not mine:
-                return "missing", {}
-            e = mine[-1]
-            state = {"Exporting": "running", "Done": "succeeded"}.get(e["status"], "failed")
-            return state, {"status": e["status"], "url": e["url"]}
-
-        state, _ = look()
-        if state in ("missing", "failed"):
-            try:
-                self.client.export(project_id, iteration_id, platform)
-            except ProviderError as exc:
-                if code_of(exc) != "BadRequestExportAlreadyInProgress":
-                    raise
-        state, details = self.wait(look, f"export to {platform}", 30 * 60,
-                                   resume_hint=f"run `imgcls export --run {self.run.id}` again; it joins the export")
-        if state != "succeeded" or not details.get("url"):
-            raise ProviderError(f"Custom Vision export to {platform} ended as {details.get('status', state)}",
-                                hint="run `imgcls export` again")
-        return details["url"]
+        from . import export
+        return export.export(self, model, Path(dest))
 
     # -- down -------------------------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:
