@@ -49,18 +49,22 @@ def candidates(client: Client, entry: dict, others: set[str]) -> list[dict]:
 
     An iteration named as the run names them is certain. Otherwise (the kill came before the run could
     name or record it) it is an iteration new since the entry's snapshot (`existing`, listed just before
-    the call) that no other run records and that was created in the call's window. The service trains
-    one iteration of a project at a time, so normally one qualifies; two do when someone else trained
-    in the project after the kill, and then none may be claimed: taking a user's iteration for the
-    run's would let `down` delete it."""
+    the call) that no other run records, of the training type asked for, created in the call's window
+    (from `asked`). The service trains one iteration of a project at a time, so normally one qualifies;
+    two do when someone else trained in the project after the kill, and then none may be claimed:
+    taking a user's iteration for the run's would let `down` delete it. (A user who trains there between
+    the kill and the next `train --run`/`down`, while the run's own call never reached the service,
+    would be mistaken for the run: nothing on an iteration says who asked for it, so this is the
+    narrowest rule there is.)"""
     iterations = client.iterations(entry["project_id"])
     named = [i for i in iterations if i["name"] == entry["name"]]
     if named:
         return named[:1]
     known = set(entry.get("existing") or ()) | others
-    since = _when(entry["created"])
+    since = _when(entry.get("asked") or entry["created"])
     return [i for i in iterations if i["id"] not in known and i["created"]
-            and since - CLOCK_SKEW <= _when(i["created"]) <= since + CALL_WINDOW]
+            and since - CLOCK_SKEW <= _when(i["created"]) <= since + CALL_WINDOW
+            and i["training_type"] in (None, entry.get("training_type", i["training_type"]))]
 
 
 def _when(stamp: str) -> dt.datetime:

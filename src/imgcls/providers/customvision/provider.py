@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from ...errors import DataError, ProviderError
+from ...runs import now
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
 from . import iterations as iterations_mod
 from . import project as project_mod
@@ -132,7 +133,10 @@ class CustomVisionProvider(Provider):
         the last completed iteration, which the run uses but did not make."""
         existing = self.client.iterations(project_id)
         iterations_mod.check_room(existing, (dataset.extra or {}).get("project_name") or project_id)
-        entry = self.run.intend("iteration", name, project_id=project_id, existing=[i["id"] for i in existing])
+        entry = self.run.intend("iteration", name, project_id=project_id, training_type=training_type)
+        # What was there and when the service is asked: how `find` tells the new iteration (refreshed
+        # when an earlier attempt's entry is reused, its call having made nothing).
+        self.run.update_resource(entry, existing=[i["id"] for i in existing], asked=now())
         training_now = lambda: next((i for i in self.client.iterations(project_id)
                                      if i["status"] == "Training"), None)
         adopted = False
