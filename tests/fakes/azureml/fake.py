@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 from typing import Any
 
 from azure.core.credentials import AccessToken
@@ -222,6 +223,10 @@ class FakeAzureML:
                                   '"https://login.microsoftonline.com/common", error="invalid_token", '
                                   'error_description="The authentication failed because of missing '
                                   "'Authorization' header.\""})
+        with self.state.lock:      # long-running operations the service has finished meanwhile
+            now = time.monotonic()
+            for op in list(self.state.operations.values()):
+                op.settle(now)
         found = self.router.find(request.method, request.path)
         if not found:
             return error(404, "NoRoute", f"The fake has no route for {request.method} {request.path}.")

@@ -134,6 +134,13 @@ class VertexProvider(Provider):
                                          model_type=s.model_type, milli_node_hours=s.milli_node_hours)
 
     def poll_training(self, operation: dict) -> tuple[str, dict]:
+        state, details = self.describe_training(operation)
+        if state == "succeeded":
+            self.run.record("model", details["model_id"], pipeline=details["pipeline"])
+        return state, details
+
+    def describe_training(self, operation: dict) -> tuple[str, dict]:
+        """One look at the pipeline; writes nothing (status uses it)."""
         p = self.client.get_pipeline(operation["id"])
         state = p.get("state", "PIPELINE_STATE_UNSPECIFIED")
         status = state.removeprefix("PIPELINE_STATE_").lower()
@@ -146,7 +153,6 @@ class VertexProvider(Provider):
         if not model:
             return "failed", {"status": status, "error": "the pipeline succeeded without uploading a model",
                               "pipeline": p["name"]}
-        self.run.record("model", model, pipeline=p["name"])
         cost = (p.get("trainingTaskMetadata") or {}).get("costMilliNodeHours")
         return "succeeded", {"model_id": model, "status": status, "pipeline": p["name"],
                              "seconds": _seconds(p.get("startTime"), p.get("endTime")),
