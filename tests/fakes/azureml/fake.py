@@ -8,11 +8,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 from typing import Any
 
 from azure.core.credentials import AccessToken
 from typing_extensions import Self
 
+from ..hooks import Hooks
 from . import blob, endpoints, jobs
 from . import workspace as workspace_routes
 from .http import Faults, LoggedRequest, Request, Response, Router, error, start_server
@@ -91,6 +93,7 @@ class FakeAzureML:
         for container in (self.workspace.container, jobs.ARTIFACT_CONTAINER):
             self.blobs.containers[container] = {}
         self.faults = Faults()
+        self.hooks = Hooks()   # a test's code at a chosen request (e.g. SIGKILL the client there)
         self.requests: list[LoggedRequest] = []
         self.job_seconds = job_seconds
         self.lro_polls = lro_polls
@@ -182,8 +185,11 @@ class FakeAzureML:
 
     # -- routing -------------------------------------------------------------------------
 
-    def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: Request) -> Response | None:
+        if self.hooks.fire("before", request.method, request.path):
+            return None                                  # dropped: the connection closes unanswered
         response = self._dispatch(request)
+        self.hooks.fire("after", request.method, request.path)
         try:
             body: Any = request.json() if request.headers.get("content-type", "").startswith(
                 "application/json") else len(request.body)
@@ -217,6 +223,10 @@ class FakeAzureML:
                                   '"https://login.microsoftonline.com/common", error="invalid_token", '
                                   'error_description="The authentication failed because of missing '
                                   "'Authorization' header.\""})
+        with self.state.lock:      # long-running operations the service has finished meanwhile
+            now = time.monotonic()
+            for op in list(self.state.operations.values()):
+                op.settle(now)
         found = self.router.find(request.method, request.path)
         if not found:
             return error(404, "NoRoute", f"The fake has no route for {request.method} {request.path}.")

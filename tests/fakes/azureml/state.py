@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,13 +29,21 @@ def system_data() -> dict[str, str]:
 
 @dataclass
 class Operation:
-    """A long-running operation: "InProgress" for `polls` status reads, then it applies `finish`."""
+    """A long-running operation: "InProgress" for `polls` status reads, then it applies `finish`. Like
+    the service's, it also finishes on its own once `deadline` (time.monotonic()) has passed, whether
+    or not anyone polls it: a client killed mid-wait finds the resource done when it looks again."""
 
     id: str
     polls: int
     finish: Callable[[], None]
     status: str = "InProgress"
     error: dict | None = None
+    deadline: float = float("inf")
+
+    def settle(self, now: float) -> None:
+        if self.status == "InProgress" and now >= self.deadline:
+            self.polls = 0
+            self.advance()
 
     def advance(self) -> None:
         if self.status != "InProgress":
@@ -104,7 +113,8 @@ def start_operation(fake: Any, request: Request, finish: Callable[[], None], *, 
                     body: Any = None, location: bool = False) -> Response:
     """Answer a create/delete as Azure ML does: 201/202 with Azure-AsyncOperation (and, for
     deletes, Location) pointing at an operation the client polls until it reports Succeeded."""
-    op = Operation(str(uuid.uuid4()), fake.lro_polls, finish)
+    op = Operation(str(uuid.uuid4()), fake.lro_polls, finish,
+                   deadline=time.monotonic() + (fake.lro_polls + 1) * fake.poll_seconds)
     with fake.state.lock:
         fake.state.operations[op.id] = op
     ws = fake.workspace
