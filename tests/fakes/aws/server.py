@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 
 from tests.fakes.aws import rekognition, sigv4
 from tests.fakes.aws.state import AwsError, State, iso
+from tests.fakes.hooks import Hooks
 
 ACCESS_KEY = "AKIAFAKEIMGCLS000001"
 SECRET_KEY = "fake-secret-imgcls"
@@ -38,6 +39,9 @@ class FakeAws:
         self.calls: list[str] = []           # every operation served, in order ("CreateProject", "s3:PUT", …)
         self.crashes: list[str] = []
         self.faults: list[Fault] = []
+        # A test's code at a chosen request (e.g. SIGKILL the client there): Rekognition calls are matched as
+        # ("POST", "/<Operation>"), S3 ones by their method and path.
+        self.hooks = Hooks()
         self._host, self._port = host, port
         self._server: ThreadingHTTPServer | None = None
 
@@ -113,6 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._rekognition(target, body)
             else:
                 self._s3(body)
+        except (BrokenPipeError, ConnectionResetError):   # the client died before its answer (kill tests)
+            self.close_connection = True
         except Exception:  # a fake bug: answer 500 and keep it for the test to show
             fake.crashes.append(traceback.format_exc())
             self._send(500, b'{"__type": "InternalServerError", "message": "fake crashed"}')
@@ -151,8 +157,12 @@ class _Handler(BaseHTTPRequestHandler):
                 request = json.loads(body or b"{}")
             except ValueError:
                 raise AwsError("SerializationException", "Start of structure or map found where not expected.")
+            if fake.hooks.fire("before", "POST", f"/{operation}"):
+                self.close_connection = True             # dropped: the connection closes unanswered
+                return
             with fake.state.lock:
                 answer = fn(fake.state, request)
+            fake.hooks.fire("after", "POST", f"/{operation}")
             self._send(200, json.dumps(answer).encode(), {"Content-Type": "application/x-amz-json-1.1"})
         except AwsError as e:
             self._send(e.status, json.dumps({"__type": e.code, "message": e.message}).encode(),
@@ -176,6 +186,9 @@ class _Handler(BaseHTTPRequestHandler):
             fault = fake._fault(f"s3:{self.command}")
             if fault:
                 raise AwsError(fault.code, f"fake AWS: injected {fault.code}", fault.status)
+            if fake.hooks.fire("before", self.command, parts.path):
+                self.close_connection = True
+                return
             with state.lock:
                 self._s3_op(state, bucket, key, query, body)
         except AwsError as e:

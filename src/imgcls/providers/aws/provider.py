@@ -125,8 +125,9 @@ class AwsProvider(Provider):
         if res:
             return res["id"]
         name = self.run.id
+        resumed = bool(self.run.pending("project"))
         self.run.intend("project", name)
-        found = self.client.project(name)       # a resumed run whose CreateProject went through
+        found = self.client.project(name) if resumed else None   # a CreateProject cut short may have gone through
         arn = found["ProjectArn"] if found else self.client.create_project(name)
         self.run.record("project", arn, name=name)
         return arn
@@ -136,8 +137,9 @@ class AwsProvider(Provider):
         if done:
             return done[-1]["id"]
         name = f"{self.run.id}/{kind}"
+        resumed = any(r.get("name") == name for r in self.run.pending("dataset"))
         self.run.intend("dataset", name, type=kind, project=project)
-        found = self.find({"kind": "dataset", "name": name, "type": kind})   # a resumed run's, made before a kill
+        found = self.find({"kind": "dataset", "name": name, "type": kind}) if resumed else None
         arn = found["id"] if found else self.client.create_dataset(project, kind, self.settings.bucket, key)
         self.run.record("dataset", arn, name=name, type=kind, project=project)
 
@@ -161,10 +163,14 @@ class AwsProvider(Provider):
     def start_training(self, dataset: DatasetRef) -> dict:
         s = self.settings
         project = self.run.resource("project")["id"]
-        tries = len([r for r in self.run.ledger["resources"] if r["kind"] == "model"])
-        name = self.run.id if tries == 0 else f"{self.run.id}-{tries + 1}"
+        pending = self.run.pending("model")
+        if pending:                       # a CreateProjectVersion cut short: it may have gone through
+            name, resumed = pending[-1]["name"], True
+        else:                             # a new version name for each try (a failed one keeps its name)
+            tries = len([r for r in self.run.ledger["resources"] if r["kind"] == "model"])
+            name, resumed = (self.run.id if tries == 0 else f"{self.run.id}-{tries + 1}"), False
         self.run.intend("model", name, project=project)
-        found = self.client.version(project, name)
+        found = self.client.version(project, name) if resumed else None    # a create cut short, then resumed
         arn = found["ProjectVersionArn"] if found else self.client.create_version(project, name, s.bucket,
                                                                                   s.key("output"))
         self.run.record("model", arn, name=name, project=project)
