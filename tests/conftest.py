@@ -15,13 +15,6 @@ SAMPLE = REPO / "examples" / "flowers-sample"
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200), "yellow": (220, 210, 40)}
 
 
-def pytest_configure(config):
-    # An environment installed before the `aws` entry point was added to pyproject.toml lacks it: register the
-    # provider in-process so configs naming it load (a no-op once the environment is reinstalled).
-    from tests.contract.harness_aws import register
-    register()
-
-
 def pytest_addoption(parser):
     parser.addoption("--live", action="store_true", help="run tests against real clouds (needs credentials)")
 

@@ -54,8 +54,6 @@ def _cli(args, cwd, env) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("provider,step", CASES, ids=[f"{p}-{s.replace(' ', '-')}" for p, s in CASES])
 def test_kill_status_resume_down_leaves_nothing(provider, step, tmp_path, monkeypatch):
     module = importlib.import_module(f"tests.contract.harness_{provider}")
-    if provider == "aws" and module.entry_point_dir(tmp_path) is not None:
-        pytest.skip("the installed imgcls predates the aws entry point: `pip install -e .` to run these")
     with module.start(tmp_path, monkeypatch) as harness:
         fake = harness.fake
         data = make_dataset(tmp_path / "data", {"red": 10, "green": 10, "blue": 10}, size=(96, 72))
