@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -33,9 +34,19 @@ class Section(BaseModel):
 
 class DatasetConfig(Section):
     source: str = Field(description="A folder of <label>/ sub-folders (optionally under train/ validation/ test/), "
-                                    "a Vertex CSV or JSONL import file, an Azure ML JSONL file, or an imgcls manifest.jsonl.")
-    format: Literal["auto", "folder", "vertex-csv", "vertex-jsonl", "azureml-jsonl", "manifest"] = "auto"
+                                    "an imgcls manifest.jsonl, or an import file in a registered format.")
+    format: str = Field("auto", description="auto (from the source), or a registered import format's name.")
     test_source: str | None = Field(None, description="A separate test set in the same formats; its images are the test split.")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        from .data import formats
+        if value != "auto" and value not in formats.names():
+            close = difflib.get_close_matches(value, formats.names(), n=1, cutoff=0.4)
+            raise ValueError(("did you mean '" + close[0] + "'? " if close else "")
+                             + "known formats: auto, " + ", ".join(formats.names()))
+        return value
 
 
 class SplitConfig(Section):
@@ -53,7 +64,7 @@ class SplitConfig(Section):
 class TrainConfig(Section):
     preset: Literal["quick", "best"] = Field("quick", description="quick: fast, good; best: slower, better.")
     budget_minutes: float = Field(15, gt=0, description="Wall-clock budget for local training and cloud job timeouts.")
-    node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (Vertex, Azure ML, Custom Vision Advanced).")
+    node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (for providers that bill training that way).")
     early_stopping: bool = True
 
 
@@ -341,8 +352,10 @@ def _closest(path: tuple) -> str | None:
 
 def schema() -> dict:
     """The JSON Schema of a run config, with the section of every installed provider."""
+    from .data import formats
     from .providers import registry
     s = composed(tuple(registry.names())).model_json_schema()
+    s["$defs"]["DatasetConfig"]["properties"]["format"]["enum"] = ["auto", *formats.names()]
     s.get("properties", {}).pop("base_dir", None)
     s["title"] = "imgcls run config"
     return s

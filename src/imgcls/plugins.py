@@ -24,10 +24,11 @@ def refresh() -> None:
 class Registry:
     """Names of one kind of plug-in (providers, import formats, …), each loaded lazily by name."""
 
-    def __init__(self, group: str, kind: str):
+    def __init__(self, group: str, kind: str, builtin: dict[str, str] | None = None):
+        """`builtin`: name -> "module:attr" known without any entry point (fsspec's known_implementations)."""
         self.group = group
         self.kind = kind
-        self._registered: dict[str, Any] = {}
+        self._registered: dict[str, Any] = dict(builtin or {})
         self._loaded: dict[str, Any] = {}
 
     def register(self, name: str, obj: Any) -> None:
