@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "azureml.yaml"
 GOLDEN = REPO / "tests" / "golden" / "azureml"
 SEAM = "tests.fakes.azureml:FakeCredential"
+# The CLI subprocesses import this checkout's imgcls (src/) and its tests package (the fake's credential).
+PYTHONPATH = os.pathsep.join([str(REPO / "src"), str(REPO)])
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def inproc(fake, monkeypatch):
 def cli_env(fake, tmp_path, credential: str | None = SEAM) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AZURE_", "AZUREML_", "MSI_", "IDENTITY_", "IMGCLS_AZURE"))}
-    env.update(fake.env(), PYTHONPATH=str(REPO), HOME=str(tmp_path / "home"), PYTHONWARNINGS="ignore",
+    env.update(fake.env(), PYTHONPATH=PYTHONPATH, HOME=str(tmp_path / "home"), PYTHONWARNINGS="ignore",
                AZURE_SUBSCRIPTION_ID=SUB, AZURE_RESOURCE_GROUP=RG, AZUREML_WORKSPACE=WS)
     if credential:
         env["IMGCLS_AZURE_CREDENTIAL"] = credential
@@ -305,7 +307,7 @@ def test_unknown_training_parameter_is_a_config_error_before_anything_is_sent(in
 
 def test_providers_command_never_imports_the_sdk(tmp_path):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "imgcls.cli", "providers"], text=True,
-                          capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+                          capture_output=True, env={**os.environ, "PYTHONPATH": PYTHONPATH}, check=True)
     imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line]
     assert "imgcls.providers.azureml.settings" in imported          # the provider module was loaded ...
     sdk = ("azure.ai.ml", "azure.identity", "azure.storage.blob", "azure.core")
@@ -320,6 +322,7 @@ def golden(name: str, got) -> None:
 
 def _norm_text(text: str, fake, run) -> str:
     for old, new in ((run.id, "<run>"), (naming.short_id(run), "<run-short>"), (naming.endpoint(run), "<endpoint>"),
+                     (naming.compute(run), "<compute>"),
                      (fake.url, "https://<fake>"), (fake.workspace.container, "<container>")):
         text = text.replace(old, new)
     return re.sub(r"[0-9a-f]{64}", "<sha256>", text)

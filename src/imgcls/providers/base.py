@@ -175,6 +175,20 @@ class Provider(ABC):
         `run.intend` must answer for that kind here."""
         return None
 
+    def reconcile(self, kind: str, name: str | None = None) -> dict | None:
+        """Before creating a `kind` again (a resumed run): its pending entries (named `name`, if given)
+        settled with the service by `find`. Found ones become active and the last is returned; the
+        others stay pending, so the create call that follows reuses their entry."""
+        found = None
+        for entry in self.run.pending(kind):
+            if name is not None and entry.get("name") != name:
+                continue
+            there = self.find(entry)
+            if there is not None:
+                there = dict(there)
+                found = self.run.record(kind, there.pop("id"), name=entry["name"], **there)
+        return found
+
     def describe_training(self, operation: dict) -> tuple[str, dict]:
         """Like poll_training, but never acts (status only reads): "running", "succeeded", "failed" or
         "interrupted". Cloud polls only read, so they serve for both."""

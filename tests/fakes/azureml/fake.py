@@ -13,6 +13,7 @@ from typing import Any
 from azure.core.credentials import AccessToken
 from typing_extensions import Self
 
+from ..hooks import Hooks
 from . import blob, endpoints, jobs
 from . import workspace as workspace_routes
 from .http import Faults, LoggedRequest, Request, Response, Router, error, start_server
@@ -91,6 +92,7 @@ class FakeAzureML:
         for container in (self.workspace.container, jobs.ARTIFACT_CONTAINER):
             self.blobs.containers[container] = {}
         self.faults = Faults()
+        self.hooks = Hooks()   # a test's code at a chosen request (e.g. SIGKILL the client there)
         self.requests: list[LoggedRequest] = []
         self.job_seconds = job_seconds
         self.lro_polls = lro_polls
@@ -182,8 +184,11 @@ class FakeAzureML:
 
     # -- routing -------------------------------------------------------------------------
 
-    def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: Request) -> Response | None:
+        if self.hooks.fire("before", request.method, request.path):
+            return None                                  # dropped: the connection closes unanswered
         response = self._dispatch(request)
+        self.hooks.fire("after", request.method, request.path)
         try:
             body: Any = request.json() if request.headers.get("content-type", "").startswith(
                 "application/json") else len(request.body)

@@ -175,6 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             traceback.print_exc()
             response = error(500, "InternalServerError", f"fake crashed: {exc!r}")
+        if response is None:                             # dropped by a test's hook: no answer
+            self.close_connection = True
+            return
         payload = response.payload()
         self.send_response(response.status)
         headers = {"x-ms-request-id": str(uuid.uuid4()), **response.headers}
@@ -227,7 +230,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], dispatch: Callable[[Request], Response],
+    def __init__(self, address: tuple[str, int], dispatch: Callable[[Request], Response | None],
                  tls: ssl.SSLContext) -> None:
         super().__init__(address, _Handler)
         self.dispatch = dispatch
@@ -258,7 +261,7 @@ class _Server(ThreadingHTTPServer):
         pass  # clients hanging up mid-request (retries, timeouts) are not test failures
 
 
-def start_server(host: str, port: int, dispatch: Callable[[Request], Response], cert_file: str,
+def start_server(host: str, port: int, dispatch: Callable[[Request], Response | None], cert_file: str,
                  key_file: str) -> tuple[_Server, threading.Thread]:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert_file, key_file)

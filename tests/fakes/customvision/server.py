@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.customvision.state import ServiceError, State, bad_request
+from tests.fakes.hooks import Hooks
 
 DEFAULT_PREDICTION_RESOURCE_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/imgcls-fake"
@@ -251,6 +252,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(fault.status, payload, extra=fault.headers)
 
         request = Request(self.command, path, query, self.headers, body, fake.url)
+        if fake.hooks.fire("before", self.command, path):
+            self.close_connection = True
+            return
         try:
             reply = fake.dispatch(request)
         except GatewayError as e:
@@ -261,6 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             reply = (500, {"code": "ErrorUnknown", "message": f"{type(e).__name__}: {e}"})
         logged.status = reply[0]
+        fake.hooks.fire("after", self.command, path)
         self._send(*reply)
 
     def _send(self, status: int, payload: Any, ctype: str | None = None, reason: str | None = None,
@@ -280,7 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):   # the client is gone (killed by a test)
+                self.close_connection = True
 
 
 class _Server(ThreadingHTTPServer):
@@ -291,8 +299,8 @@ class _Server(ThreadingHTTPServer):
 class FakeCustomVision:
     """A Custom Vision training + prediction endpoint on 127.0.0.1, for the real SDK.
 
-    `state` holds everything created (assert on it), `faults` injects errors, `requests` logs
-    every call with its answer's status, `train_seconds`/`export_seconds` set how long work takes.
+    `state` holds everything created (assert on it), `faults` injects errors, `hooks` runs a test's
+    code at chosen requests, `requests` logs every call with its answer's status, `train_seconds`/`export_seconds` set how long work takes.
     """
 
     def __init__(self, training_key: str = "fake-training-key", prediction_key: str = "fake-prediction-key",
@@ -307,6 +315,7 @@ class FakeCustomVision:
         self.verbose = verbose
         self.state = State()
         self.faults = Faults()
+        self.hooks = Hooks()  # a test's code at a chosen request (e.g. SIGKILL the client there)
         self.requests: list[LoggedRequest] = []
         self.lock = threading.RLock()
         self.training_failures: list[str] = []  # error details for the next trainings to fail

@@ -20,7 +20,7 @@ from tests.fakes.customvision.state import (
 from tests.fakes.toymodel import ToyModel
 
 MAX_TAGS_PER_PROJECT = 500  # S0 tier
-MAX_ITERATIONS_PER_PROJECT = 20  # S0 tier; the provider must delete old iterations past this
+MAX_ITERATIONS_PER_PROJECT = 20  # S0 tier; past it the service (and imgcls, before asking) refuses to train
 TAG_TYPES = ("Regular", "Negative", "GeneralProduct")
 
 

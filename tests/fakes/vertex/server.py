@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tests.fakes.hooks import Hooks
 from tests.fakes.vertex import datasets, serving, training
 from tests.fakes.vertex.gcs import Gcs
 from tests.fakes.vertex.state import CODES, HTTP_TO_CODE, V1, ApiError, State
@@ -124,6 +125,7 @@ class FakeVertex:
         self.state.lro_polls = lro_polls
         self.gcs = Gcs(lambda: self.url)
         self.faults = Faults()
+        self.hooks = Hooks()  # a test's code at a chosen request (e.g. SIGKILL the client there)
         self.requests: list[Logged] = []
         self.unhandled: list[str] = []  # "METHOD path" of requests no route knew: a fake gap
         self.crashes: list[str] = []  # tracebacks of handler bugs, answered as HTTP 500
@@ -215,7 +217,7 @@ class FakeVertex:
         resource = self.state.poll(m["name"])
         return _retype(resource, self.state.operations[m["name"]].api)
 
-    def handle(self, req: Request) -> Response:
+    def handle(self, req: Request) -> Response | None:
         logged = Logged(req.method, req.path, req.query, _loggable(req))
         self.requests.append(logged)
         rule = self.faults.take(req.method, req.path)
@@ -225,8 +227,11 @@ class FakeVertex:
                 logged.status = rule.status
                 return Response(rule.status, rule.body or b"",
                                 {"Content-Type": "application/json; charset=UTF-8", **rule.headers})
+        if self.hooks.fire("before", req.method, req.path):
+            return None                                  # dropped: the connection closes unanswered
         response = self._route(req)
         logged.status = response.status
+        self.hooks.fire("after", req.method, req.path)
         return response
 
     def _route(self, req: Request) -> Response:
@@ -305,13 +310,19 @@ def _handler_for(fake: FakeVertex):
             # The headers dict is case-sensitive; the SDKs vary the case of what they send.
             req.headers = _Caseless(req.headers)
             res = fake.handle(req)
-            self.send_response(res.status)
-            for key, value in res.headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(res.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(res.body)
+            if res is None:
+                self.close_connection = True
+                return
+            try:
+                self.send_response(res.status)
+                for key, value in res.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(res.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(res.body)
+            except (BrokenPipeError, ConnectionResetError):   # the client is gone (killed by a test)
+                self.close_connection = True
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -27,11 +27,12 @@ from azure.core.rest import HttpRequest
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from ...errors import AuthError, ConfigError, ImgclsError, ProviderError
+from ...errors import AuthError, ConfigError, ImgclsError, ProviderError, TimedOut
 from .jobspec import JobSpec
 from .settings import CREDENTIAL_ENV, SOURCES, Settings, where
 
 RETRIES = 3                                           # azure-core's retries per request
+LRO_TIMEOUT = 2 * 3600.0                              # seconds we wait on one create/delete (pollers never stop)
 SCORING_RETRY_METHODS = frozenset({"POST"})
 ARM_SCOPE = "https://management.azure.com/.default"   # what azure-ai-ml and azureml-mlflow ask tokens for
 _DISTRIBUTIONS = {"choice": sweep.Choice, "randint": sweep.Randint, "uniform": sweep.Uniform,
@@ -129,7 +130,10 @@ class Client:
         with contextlib.redirect_stdout(io.StringIO()):
             poller = self.call(what, begin, *args, setting=setting, missing_ok=missing_ok, **kwargs)
             if poller is not None:
-                self.call(what, poller.result, setting=setting, missing_ok=missing_ok)
+                self.call(what, poller.result, setting=setting, missing_ok=missing_ok, timeout=LRO_TIMEOUT)
+                if not poller.done():      # result(timeout) returns when the time is up, done or not
+                    raise TimedOut(f"Azure ML {what}: still running after {LRO_TIMEOUT / 3600:.0f} h",
+                                   hint="run the same command again: it picks the resource up where it is")
 
     def _auth_error(self, exc: az_errors.ClientAuthenticationError) -> AuthError:
         status = getattr(exc, "status_code", None)
@@ -277,7 +281,7 @@ class Client:
     def compute(self, name: str) -> dict | None:
         c = self.call(f"reading compute {name}", self.ml.compute.get, name, missing_ok=True)
         return None if c is None else {"name": c.name, "state": c.provisioning_state, "size": getattr(c, "size", None),
-                                       "max_nodes": getattr(c, "max_instances", None)}
+                                       "max_nodes": getattr(c, "max_instances", None), "tags": dict(c.tags or {})}
 
     def create_compute(self, name: str, size: str, max_nodes: int, tags: dict) -> None:
         cluster = AmlCompute(name=name, size=size, min_instances=0, max_instances=max_nodes,

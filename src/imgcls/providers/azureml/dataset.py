@@ -82,11 +82,14 @@ def upload(provider, manifest, labels: list[str]) -> DatasetRef:
             client.put_blob(container, f"{prefix}{split}/{fname}", text.encode(),
                             "application/jsonl" if fname.endswith(".jsonl") else "text/yaml", overwrite=True)
         name = naming.data_asset(config.name, split)
-        run.record("data", f"{name}:{version}", name=name, version=version, split=split)
-        if not client.data_exists(name, version):       # asset versions are immutable: a resumed import skips
+        # The version is the run's own (its short id): one already there was registered by this run
+        # before it stopped. Asset versions are immutable, so a resumed import skips it.
+        if not client.data_exists(name, version):
+            run.intend("data", name, version=version, split=split)
             client.register_data(name, version, f"azureml://datastores/{ds['name']}/paths/{prefix}{split}/",
                                  description=f"imgcls {split} split of run {run.id} ({len(part)} images)",
                                  tags={"imgcls.run": run.id, "imgcls.split": split})
+        run.record("data", f"{name}:{version}", name=name, version=version, split=split)
         assets[split] = f"azureml:{name}:{version}"
         progress.log(f"registered data asset {name}:{version} ({len(part)} {split} images)")
 

@@ -47,7 +47,7 @@ class JobSpec:
 
 
 def plan(config, name: str, experiment: str, training_data: str, validation_data: str | None,
-         tags: dict[str, str]) -> JobSpec:
+         tags: dict[str, str], compute: str | None = None) -> JobSpec:
     az, train = config.azureml, config.train
     if not az.model_names:
         raise ConfigError("azureml.model_names is empty", hint="name at least one model, e.g. [vitb16r224]")
@@ -89,7 +89,8 @@ def plan(config, name: str, experiment: str, training_data: str, validation_data
                                   hint="give lists ({choice: [...]}) or set azureml.sampling_algorithm: random")
         early = (policy, dict(POLICIES[policy])) if policy else None
         note += f", {sampling} sampling" + (f", {policy} early termination" if policy else "")
-    return JobSpec(name=name, experiment=experiment, multilabel=config.multilabel, compute=az.compute,
+    return JobSpec(name=name, experiment=experiment, multilabel=config.multilabel,
+                   compute=compute or az.compute or "",
                    training_data=training_data, validation_data=validation_data,
                    primary_metric="iou" if config.multilabel else "accuracy",
                    timeout_minutes=max(1, math.ceil(train.budget_minutes)), max_trials=max_trials,

@@ -1,10 +1,11 @@
 """How a run's Azure ML resources are named: derived from the run id, so a resumed run finds them again,
 and within Azure's rules (job names take no dots, endpoint names 3-32 characters unique in the region,
-model versions are integers while data asset versions may be any string)."""
+compute names 2-16, model versions are integers while data asset versions may be any string)."""
 from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 IMAGES_PREFIX = "imgcls/images/"          # content-addressed, shared by every run
 DEPLOYMENT = "imgcls"
@@ -47,6 +48,15 @@ def data_version(run) -> str:
 def model(run) -> tuple[str, str]:
     """(name, version): one model name per run, version "1" — known before registering, never raced."""
     return _slug(f"imgcls-{run.ledger.get('name')}-{short_id(run)}", r"A-Za-z0-9_.-")[:250], "1"
+
+
+def compute(run) -> str:
+    """The default cluster name: unique to the project (the folder holding .imgcls/runs), and the same
+    for all its runs, so they share one cluster and no one else's `gpu-cluster` is taken for it.
+    `imgcls-` + 8 hex = 15 characters: Azure wants 2-16, a letter first."""
+    runs_dir = Path(run.path).parent.resolve()
+    root = runs_dir.parent.parent if runs_dir.parts[-2:] == (".imgcls", "runs") else runs_dir
+    return f"imgcls-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 
 def endpoint(run) -> str:

@@ -36,6 +36,9 @@ class AzureMLProvider(Provider):
     limits = Limits(min_images_per_label=10, formats=("jpeg", "png", "bmp", "gif", "tiff", "webp"),
                     max_predict_bytes=100 * 1024 * 1024)
     poll_interval = 30.0
+    # The project's cluster serves every run that finds it: `down` of the run that created it hands it
+    # to a run still using it, and the last one's `down` deletes it.
+    shared_kinds = ("compute",)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
@@ -73,6 +76,11 @@ class AzureMLProvider(Provider):
         return dataset.upload(self, manifest, labels)
 
     # -- train ------------------------------------------------------------------------------------
+    @property
+    def compute_name(self) -> str:
+        """azureml.compute as given, else the project's own default (never a common word like gpu-cluster)."""
+        return self.config.azureml.compute or naming.compute(self.run)
+
     def start_training(self, dataset: DatasetRef) -> dict:
         attempt = 1 + sum(o["kind"] == "train" for o in self.run.ledger["operations"])
         name = naming.job(self.run, attempt)
@@ -81,10 +89,11 @@ class AzureMLProvider(Provider):
         self._ensure_compute()
         self.progress.log(f"AutoML job {name}: {spec.note}; on {spec.compute}, timeout {spec.timeout_minutes} min")
         # Recorded before the service is asked: a crash mid-submit leaves a name `train --run` can look up.
+        self.run.intend("job", name, experiment=spec.experiment)
         op = self.run.record_operation("train", name, experiment=spec.experiment, compute=spec.compute,
                                        attempt=attempt)
-        self.run.record("job", name, experiment=spec.experiment)
         submitted = self.client.submit(job)
+        self.run.record("job", name, name=name, experiment=spec.experiment)
         if submitted.get("studio_url"):
             self.progress.log(f"follow it in Azure ML studio: {submitted['studio_url']}")
             self.run.update_operation("train", name, studio_url=submitted["studio_url"])
@@ -93,34 +102,55 @@ class AzureMLProvider(Provider):
     def _spec(self, name: str, dataset_extra: dict):
         from . import jobspec
         return jobspec.plan(self.config, name, naming.experiment(self.config.name), dataset_extra["train"],
-                            dataset_extra.get("validation"), tags={"imgcls.run": self.run.id})
+                            dataset_extra.get("validation"), tags={"imgcls.run": self.run.id},
+                            compute=self.compute_name)
 
     def _ensure_compute(self) -> None:
-        az = self.config.azureml
-        found = self.client.compute(az.compute)
+        """The cluster the job runs on: one found is used (recorded as not the run's), one missing is
+        created (recorded as pending first, as the run's once created). A cluster a kill left pending
+        is settled with the service before anything is created again."""
+        az, name = self.config.azureml, self.compute_name
+        self.reconcile("compute", name)
+        found = self.client.compute(name)
         if found is not None:
-            if not any(r["id"] == az.compute for r in self.run.resources("compute")):
-                self.run.record("compute", az.compute, ours=False)
+            if not any(r["id"] == name for r in self.run.resources("compute")):
+                self.run.record("compute", name, name=name, ours=False)
             if az.max_concurrent_trials > (found.get("max_nodes") or az.max_concurrent_trials):
                 self.progress.log(f"warning: azureml.max_concurrent_trials = {az.max_concurrent_trials} but cluster "
-                                  f"{az.compute} has at most {found['max_nodes']} nodes")
+                                  f"{name} has at most {found['max_nodes']} nodes")
             return
         if az.vm_size.startswith(CPU_SIZES):
             self.progress.log(f"warning: azureml.vm_size {az.vm_size} has no GPU; AutoML image jobs need one")
-        self.run.record("compute", az.compute, ours=True, vm_size=az.vm_size, max_nodes=az.max_nodes)
-        self.progress.log(f"creating compute cluster {az.compute} ({az.vm_size}, 0-{az.max_nodes} nodes); "
-                          "`imgcls down` removes it")
-        self.client.create_compute(az.compute, az.vm_size, az.max_nodes, tags={"imgcls.run": self.run.id})
+        self.run.intend("compute", name, vm_size=az.vm_size, max_nodes=az.max_nodes)
+        self.progress.log(f"creating compute cluster {name} ({az.vm_size}, 0-{az.max_nodes} nodes); "
+                          "`imgcls down` removes it once no run of this project uses it")
+        self.client.create_compute(name, az.vm_size, az.max_nodes, tags={"imgcls.run": self.run.id})
+        self.run.record("compute", name, name=name, ours=True, vm_size=az.vm_size, max_nodes=az.max_nodes)
 
     def poll_training(self, operation: dict) -> tuple[str, dict]:
         name = operation["id"]
-        job = self.client.job(name)
-        if job is None:
+        state, details = self.describe_training(operation)
+        if state == "interrupted":
             # The ledger has the name but the service never took the job (interrupted mid-submit): submit it
             # now, under the same name, so there is still only one.
             self.progress.log(f"job {name} was never submitted (interrupted); submitting it now")
             extra = (self.run.step("import") or {}).get("extra") or {}
+            self._ensure_compute()
             job = self.client.submit(self.client.build_job(self._spec(name, extra)))
+            state, details = "running", {"status": job["status"], "job": name, "studio_url": job.get("studio_url")}
+        if any(r.get("name") == name for r in self.run.pending("job")):
+            self.run.record("job", name, name=name, experiment=operation.get("experiment"))
+        if state == "succeeded":
+            details["model_id"] = self._register_model(details["best_trial"], name, operation.get("attempt") or 1)
+        return state, details
+
+    def describe_training(self, operation: dict) -> tuple[str, dict]:
+        """One look at the job, acting on nothing (`status`): a job never submitted is "interrupted", and
+        a completed one's model is the one registered already, if any."""
+        name = operation["id"]
+        job = self.client.job(name)
+        if job is None:
+            return "interrupted", {"status": "never submitted (interrupted)", "job": name}
         details = {"status": job["status"], "job": name, "studio_url": job.get("studio_url")}
         if job["status"] in RUNNING:
             return "running", details
@@ -131,8 +161,8 @@ class AzureMLProvider(Provider):
         if not best:
             return "failed", {**details, "error": f"job {name} completed without a best trial "
                                                   "(no automl_best_child_run_id tag)"}
-        model_id = self._register_model(best, name, operation.get("attempt") or 1)
-        return "succeeded", {**details, "model_id": model_id, "best_trial": best}
+        model = next((r for r in self.run.resources("model") if r.get("trial") == best), {})
+        return "succeeded", {**details, "model_id": model.get("model_id"), "best_trial": best}
 
     def _register_model(self, trial: str, job: str, attempt: int) -> str:
         name, _ = naming.model(self.run)
@@ -141,12 +171,13 @@ class AzureMLProvider(Provider):
         recorded = next((r for r in self.run.resources("model") if r["id"] == rid), None)
         if recorded and recorded.get("model_id") and recorded.get("trial") == trial:
             return recorded["model_id"]
-        self.run.record("model", rid, name=name, version=version, trial=trial, job=job)
+        self.run.intend("model", name, version=version, trial=trial, job=job)
+        # The version is the run's (its name carries the run id): one already there is this run's own.
         model_id = self.client.model_id(name, version) or self.client.register_model(
             name, version, f"azureml://jobs/{trial}/outputs/artifacts/paths/outputs/mlflow-model/",
             description=f"best trial of AutoML job {job} (imgcls run {self.run.id})",
             tags={"imgcls.run": self.run.id, "imgcls.trial": trial})
-        self.run.record("model", rid, model_id=model_id)
+        self.run.record("model", rid, name=name, version=version, trial=trial, job=job, model_id=model_id)
         self.progress.log(f"registered the best trial {trial} as model {rid}")
         return model_id
 
@@ -201,6 +232,41 @@ class AzureMLProvider(Provider):
         if kind == "blob":
             return self._delete_blobs(resource)
         raise ProviderError(f"the azureml provider does not know how to delete a {kind!r}")
+
+    # -- run state: what a kill left pending, and whether what is recorded is still there ----------
+    def find(self, entry: dict) -> dict | None:
+        """A resource a kill left pending, by the name the run chose (Azure names are the ids)."""
+        kind, name, c = entry["kind"], entry["name"], self.client
+        if kind == "compute":
+            found = c.compute(name)
+            if found is None:
+                return None
+            # Someone else's cluster of that name, made in the moment before ours would have been: used, not ours.
+            return {"id": name, "ours": found["tags"].get("imgcls.run") == self.run.id}
+        if kind == "job":
+            return {"id": name} if c.job(name) is not None else None
+        if kind == "data":
+            return {"id": f"{name}:{entry['version']}"} if c.data_exists(name, entry["version"]) else None
+        if kind == "model":
+            model_id = c.model_id(name, entry["version"])
+            return {"id": f"{name}:{entry['version']}", "model_id": model_id} if model_id else None
+        if kind == "endpoint":
+            return {"id": name} if c.endpoint(name) is not None else None
+        if kind == "deployment":
+            return {"id": f"{entry['endpoint']}/{name}"} if c.deployment(entry["endpoint"], name) else None
+        return None
+
+    def probe(self, resource: dict) -> str:
+        kind, rid, c = resource["kind"], resource["id"], self.client
+        if kind == "endpoint":
+            return "live" if c.endpoint(rid) is not None else "gone"
+        if kind == "deployment":
+            return "live" if c.deployment(resource["endpoint"], resource["name"]) is not None else "gone"
+        if kind == "compute":
+            return "live" if c.compute(rid) is not None else "gone"
+        if kind == "job":
+            return "live" if c.job(rid) is not None else "gone"
+        return "unknown"
 
     def _delete_blobs(self, resource: dict) -> str | None:
         import json

@@ -38,19 +38,23 @@ class Serving:
         if recorded and recorded.get("ready") and recorded.get("model_id") == model.model_id:
             return recorded
 
-        run.record("endpoint", ep_name, ours=True)       # the name carries the run id's hash: ours
+        # Each is recorded as pending before it is asked for and as the run's once the service has it;
+        # one already there under the run's name (its hash is in it) is the run's own from before a kill.
         endpoint = self._settled("endpoint", ep_name, lambda: client.endpoint(ep_name))
         if endpoint is None or endpoint["state"] != "Succeeded":
+            run.intend("endpoint", ep_name)
             log(f"creating managed online endpoint {ep_name} (a few minutes on Azure)")
             client.create_endpoint(ep_name, description=f"imgcls run {run.id}", tags={"imgcls.run": run.id})
+        run.record("endpoint", ep_name, name=ep_name, ours=True)
 
-        run.record("deployment", dep_id, endpoint=ep_name, name=dep_name, model_id=model.model_id,
-                   instance_type=az.instance_type, instance_count=az.instance_count, ready=False)
         deployment = self._settled("deployment", dep_name, lambda: client.deployment(ep_name, dep_name))
         if deployment is None or deployment["state"] != "Succeeded" or deployment["model"] != model.model_id:
+            run.intend("deployment", dep_name, endpoint=ep_name)
             log(f"deploying {model.model_id.rsplit('/models/', 1)[-1]} to {ep_name}/{dep_name} on "
                 f"{az.instance_count} x {az.instance_type} (10 minutes or more on Azure)")
             client.create_deployment(ep_name, dep_name, model.model_id, az.instance_type, az.instance_count)
+        run.record("deployment", dep_id, endpoint=ep_name, name=dep_name, model_id=model.model_id,
+                   instance_type=az.instance_type, instance_count=az.instance_count, ready=False)
 
         endpoint = client.endpoint(ep_name)
         if endpoint["traffic"] != {dep_name: 100}:

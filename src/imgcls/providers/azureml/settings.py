@@ -63,9 +63,10 @@ class AzureMLConfig(Section):
     subscription_id: str | None = Field(None, description="Azure subscription id; unset or empty: $AZURE_SUBSCRIPTION_ID.")
     resource_group: str | None = Field(None, description="Resource group of the workspace; unset or empty: $AZURE_RESOURCE_GROUP.")
     workspace: str | None = Field(None, description="Azure ML workspace name; unset or empty: $AZUREML_WORKSPACE.")
-    compute: str = Field("gpu-cluster", description="AmlCompute cluster the AutoML job runs on. Created (min 0 nodes) "
-                                                    "if absent, and then removed by `imgcls down`; an existing "
-                                                    "cluster is used and left alone.")
+    compute: str | None = Field(None, description="AmlCompute cluster the AutoML job runs on; unset: imgcls-<8 hex of "
+                                                  "the project folder>, shared by the project's runs. Created (min 0 "
+                                                  "nodes) if absent and removed by the `imgcls down` of the last run "
+                                                  "using it; an existing cluster is used and left alone.")
     vm_size: str = Field("Standard_NC6s_v3", description="VM size of a cluster the run creates (a GPU size for AutoML images).")
     max_nodes: int = Field(1, ge=1, description="Most nodes of a cluster the run creates.")
     model_names: list[str] = Field(default_factory=lambda: ["vitb16r224"],

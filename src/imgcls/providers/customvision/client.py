@@ -202,6 +202,10 @@ class Client:
     def iterations(self, project_id: str) -> list[dict]:
         return [_iteration(i) for i in self.call("listing iterations", self.trainer.get_iterations, project_id)]
 
+    def rename_iteration(self, project_id: str, iteration_id: str, name: str) -> dict:
+        return _iteration(self.call("naming the iteration", self.trainer.update_iteration, project_id,
+                                    iteration_id, name))
+
     def delete_iteration(self, project_id: str, iteration_id: str) -> None:
         self.call("deleting the iteration", self.trainer.delete_iteration, project_id, iteration_id)
 
@@ -231,9 +235,15 @@ class Client:
                                  project_id, iteration_id, platform))
 
     def download(self, url: str, dest) -> int:
-        """Save a finished export's package (a pre-signed URL: no key is sent) and return its size."""
+        """Save a finished export's package (a pre-signed URL: no key is sent) and return its size. A GET
+        changes nothing, so a dropped connection, 429 or 5xx is tried again (settings.retries times)."""
+        class Retryable(Exception):
+            pass
+
         def get():
             with requests.get(url, stream=True, timeout=120) as r:
+                if r.status_code == 429 or r.status_code >= 500:
+                    raise Retryable(f"HTTP {r.status_code}")
                 if r.status_code >= 400:
                     raise ProviderError(f"Custom Vision export download failed: HTTP {r.status_code}",
                                         hint="run `imgcls export` again: a fresh link is requested")
@@ -243,11 +253,21 @@ class Client:
                         fh.write(chunk)
                         size += len(chunk)
                 return size
-        try:
-            return get()
-        except requests.RequestException as exc:
-            raise ProviderError(f"Custom Vision export download failed: {type(exc).__name__}",
-                                hint="run `imgcls export` again") from None
+
+        attempts = 1 + self.settings.retries
+        for attempt in range(1, attempts + 1):
+            try:
+                return get()
+            except (Retryable, requests.RequestException) as exc:
+                reason = str(exc) if isinstance(exc, Retryable) else type(exc).__name__
+                if attempt == attempts:
+                    raise ProviderError(f"Custom Vision export download failed after {attempts} attempts: "
+                                        f"{reason}", hint="run `imgcls export` again") from None
+                delay = min(0.5 * 2 ** (attempt - 1), 20.0) * random.uniform(0.8, 1.2)
+                self.log(f"Custom Vision export download: {reason}; retrying in {delay:.1f} s "
+                         f"(attempt {attempt + 1} of {attempts})")
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     # -- prediction -------------------------------------------------------------------------------
     def classify(self, project_id: str, publish_name: str, data: bytes) -> list[tuple[str, str, float]]:

@@ -43,14 +43,18 @@ def ensure_project(client: Client, run: Run, config: RunConfig, progress: Progre
     if section.project_id:
         return _reuse(client, run, config, progress, dom, ctype)
     name = section.project_name or config.name
-    marker = f"imgcls run {run.id}"   # finds our project again if the answer to create was lost
-    project = client.create_project(
-        name, marker, dom["id"], ctype, platforms(dom, section.export_platforms, progress, strict=False),
-        recover=lambda: next((p for p in client.projects() if p["description"] == marker), None))
+    marker = f"imgcls run {run.id}"   # finds our project again if the answer to create (or the run) was lost
+    found = next((p for p in client.projects() if p["description"] == marker), None) \
+        if run.pending("project") else None
+    if found is None:
+        run.intend("project", name, marker=marker)
+        found = client.create_project(
+            name, marker, dom["id"], ctype, platforms(dom, section.export_platforms, progress, strict=False),
+            recover=lambda: next((p for p in client.projects() if p["description"] == marker), None))
     # `ours`, not `created`: the ledger's `created` is the time it was recorded.
-    run.record("project", project["id"], name=name, ours=True, domain=dom["name"], domain_id=dom["id"],
+    run.record("project", found["id"], name=name, ours=True, domain=dom["name"], domain_id=dom["id"],
                classification_type=ctype)
-    return {"id": project["id"], "name": name, "created": True}
+    return {"id": found["id"], "name": name, "created": True}
 
 
 def _reuse(client: Client, run: Run, config: RunConfig, progress: Progress, dom: dict, ctype: str) -> dict:

@@ -9,15 +9,16 @@ import functools
 import math
 from pathlib import Path
 
-from ...errors import DataError, ProviderError, UnsupportedError
+from ...errors import DataError, ProviderError
+from ...runs import now
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
+from . import iterations as iterations_mod
 from . import project as project_mod
 from . import settings as settings_mod
 from .project import code_of, status_of
 from .settings import CustomVisionConfig
 
 KEY_VARS = ("VISION_TRAINING_KEY", "VISION_PREDICTION_KEY")
-MAX_ITERATIONS = 20                  # per project (S0); older ones are deleted to make room
 MAX_PREDICT_BYTES = 4 * 1024 * 1024
 
 
@@ -109,7 +110,36 @@ class CustomVisionProvider(Provider):
         self.client.settings.require("prediction_endpoint", "prediction_key", "prediction_resource_id")
         project_id = dataset.id
         training_type, budget = self._training_type()
-        self._make_room(project_id)
+        attempt = 1 + sum(o["kind"] == "train" for o in self.run.ledger["operations"])
+        name = iterations_mod.name_for(self.run, attempt)
+        # A resumed run first settles what a kill left: an iteration it started but never recorded,
+        # or one it recorded but never made an operation of.
+        iteration = self.reconcile("iteration", name) \
+            or next((r for r in self.run.resources("iteration") if r.get("name") == name), None)
+        adopted = False
+        if iteration is None:
+            iteration, adopted = self._train(project_id, dataset, training_type, budget, name)
+        else:
+            self.progress.log(f"picking up iteration {iteration['id']}, which this run started before it stopped")
+            iteration = self.client.iteration(project_id, iteration["id"])
+        if not adopted and iteration["name"] != name:
+            iteration = self._rename(project_id, iteration, name)
+        op = self.run.record_operation("train", iteration["id"], project_id=project_id,
+                                       training_type=training_type, budget_hours=budget)
+        self.progress.log(f"training {iteration['name']} ({training_type}) in project {project_id}")
+        return op
+
+    def _train(self, project_id: str, dataset: DatasetRef, training_type: str, budget: int,
+               name: str) -> tuple[dict, bool]:
+        """(iteration, adopted): a new iteration, recorded as pending under `name` before the service is
+        asked and as the run's the moment its id is known; or, when there is nothing new to train on,
+        the last completed iteration, which the run uses but did not make."""
+        existing = self.client.iterations(project_id)
+        iterations_mod.check_room(existing, (dataset.extra or {}).get("project_name") or project_id)
+        entry = self.run.intend("iteration", name, project_id=project_id, training_type=training_type)
+        # What was there and when the service is asked: how `find` tells the new iteration (refreshed
+        # when an earlier attempt's entry is reused, its call having made nothing).
+        self.run.update_resource(entry, existing=[i["id"] for i in existing], asked=now())
         training_now = lambda: next((i for i in self.client.iterations(project_id)
                                      if i["status"] == "Training"), None)
         adopted = False
@@ -128,12 +158,25 @@ class CustomVisionProvider(Provider):
                 raise
             if iteration is None:
                 raise
-        op = self.run.record_operation("train", iteration["id"], project_id=project_id,
-                                       training_type=training_type, budget_hours=budget)
-        self.run.record("iteration", iteration["id"], project_id=project_id, name=iteration["name"],
-                        ours=not adopted)
-        self.progress.log(f"training {iteration['name']} ({training_type}) in project {project_id}")
-        return op
+        if adopted:
+            self.run.mark_deleted(entry, "abandoned")      # nothing was created under the run's name
+            mine = any(r["id"] == iteration["id"] and r.get("ours") for r in self.run.resources("iteration"))
+            self.run.record("iteration", iteration["id"], project_id=project_id, ours=mine,
+                            iteration_name=iteration["name"])
+        else:
+            self.run.record("iteration", iteration["id"], name=name, project_id=project_id)
+        return iteration, adopted
+
+    def _rename(self, project_id: str, iteration: dict, name: str) -> dict:
+        """The run's name on its iteration tells a person (and a later `find`) whose it is; a service
+        that refuses the name leaves the iteration as it was, recorded all the same."""
+        try:
+            return self.client.rename_iteration(project_id, iteration["id"], name)
+        except ProviderError as exc:
+            if status_of(exc) != 400:
+                raise
+            self.progress.log(f"note: iteration '{iteration['name']}' keeps its name ({exc.message})")
+            return iteration
 
     def _training_type(self) -> tuple[str, int]:
         kind = self.section.training_type or ("Advanced" if self.config.train.preset == "best" else "Regular")
@@ -144,15 +187,6 @@ class CustomVisionProvider(Provider):
             self.progress.log("Advanced training reserves train.node_hours; it is unset, so 1 hour is reserved")
             hours = 1
         return kind, max(1, math.ceil(hours))
-
-    def _make_room(self, project_id: str) -> None:
-        iterations = self.client.iterations(project_id)
-        spare = [i for i in sorted(iterations, key=lambda i: i["created"] or "")
-                 if not i["publish_name"] and i["status"] != "Training"]
-        for it in spare[:max(0, len(iterations) - MAX_ITERATIONS + 1)]:
-            self.progress.log(f"project has {MAX_ITERATIONS} iterations, the most it may; deleting the oldest "
-                              f"unpublished one, '{it['name']}'")
-            self.client.delete_iteration(project_id, it["id"])
 
     def poll_training(self, operation: dict) -> tuple[str, dict]:
         it = self.client.iteration(operation["project_id"], operation["id"])
@@ -189,31 +223,34 @@ class CustomVisionProvider(Provider):
                                  "publish_name": pub["id"]})
 
     def _publication(self, model: TrainResult) -> dict:
-        """The run's publication of `model`, publishing it (and recording that first) when there is none."""
+        """The run's publication of `model`, checked with the service before it is trusted; publishing it
+        when there is none (recorded as pending first, active once the service has published it)."""
         for pub in self.run.resources("publication"):
             if pub.get("iteration_id") == model.model_id:
-                return pub
+                if self.probe(pub) != "gone":
+                    return pub
+                self.progress.log(f"publication '{pub['id']}' is gone (unpublished outside imgcls); publishing again")
+                self.run.mark_deleted(pub, "gone")
         project_id = self._project_id(model)
         name = self.section.publish_name or f"{self.config.name}-{self._short_id()}"
-        pub = self.run.record("publication", name, project_id=project_id, iteration_id=model.model_id)
-        try:
-            self.client.publish(project_id, model.model_id, name)
-        except Exception:
-            self.run.mark_deleted(pub, "failed")
-            raise
+        found = self.reconcile("publication", name)   # published just before a kill, never recorded
+        if found is not None and found.get("iteration_id") == model.model_id:
+            return found
+        self.run.intend("publication", name, project_id=project_id, iteration_id=model.model_id)
+        # A failed call leaves the entry pending: whether the service published is settled by `find`.
+        self.client.publish(project_id, model.model_id, name)
+        pub = self.run.record("publication", name, name=name, project_id=project_id, iteration_id=model.model_id)
         self.progress.log(f"published iteration {model.model_id} as '{name}'")
         return pub
 
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
         from . import shrink
 
-        pubs = self.run.resources("publication")
-        if not pubs:
+        if getattr(self, "_serving", None) is None:
             train = self.run.step("train") or {}
-            self._publication(TrainResult(self.name, train.get("model_id"), "succeeded",
-                                          extra=train.get("extra") or {}))
-            pubs = self.run.resources("publication")
-        pub = pubs[-1]
+            self._serving = self._publication(TrainResult(self.name, train.get("model_id"), "succeeded",
+                                                          extra=train.get("extra") or {}))
+        pub = self._serving
         # Tags answer by id: a reused project's tag may be spelled 'Roses' where our label is 'roses'.
         label_of = {tid: label for label, tid in
                     ((self.run.step("import") or {}).get("extra") or {}).get("tags", {}).items()}
@@ -229,55 +266,16 @@ class CustomVisionProvider(Provider):
 
     # -- export -----------------------------------------------------------------------------------
     def export(self, model: TrainResult, dest: Path) -> list[Path]:
-        project_id = self._project_id(model)
-        domain_id = (model.extra or {}).get("domain_id") or self.client.iteration(project_id, model.model_id)["domain_id"]
-        domain = self.client.domain(domain_id)
-        if not domain["exportable"]:
-            raise UnsupportedError(f"Custom Vision exports only models trained in a compact domain; this run's "
-                                   f"domain is '{domain['name']}'",
-                                   hint="set customvision.domain to a compact one, e.g. 'General (compact)', "
-                                        "and train a new run")
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for platform in project_mod.platforms(domain, self.section.export_platforms, self.progress,
-                                              strict=True):
-            url = self._exported(project_id, model.model_id, platform)
-            path = dest / f"{self.config.name}-{platform.lower()}.zip"
-            size = self.client.download(url, path)
-            self.progress.log(f"exported {platform}: {path} ({size / 1e6:.1f} MB)")
-            paths.append(path)
-        return paths
-
-    def _exported(self, project_id: str, iteration_id: str, platform: str) -> str:
-        """Start (or join) the export to `platform` and wait for its download URL."""
-        def look() -> tuple[str, dict]:
-            mine = [e for e in self.client.exports(project_id, iteration_id) if e["platform"] == platform]
-            if not mine:
-                return "missing", {}
-            e = mine[-1]
-            state = {"Exporting": "running", "Done": "succeeded"}.get(e["status"], "failed")
-            return state, {"status": e["status"], "url": e["url"]}
-
-        state, _ = look()
-        if state in ("missing", "failed"):
-            try:
-                self.client.export(project_id, iteration_id, platform)
-            except ProviderError as exc:
-                if code_of(exc) != "BadRequestExportAlreadyInProgress":
-                    raise
-        state, details = self.wait(look, f"export to {platform}", 30 * 60,
-                                   resume_hint=f"run `imgcls export --run {self.run.id}` again; it joins the export")
-        if state != "succeeded" or not details.get("url"):
-            raise ProviderError(f"Custom Vision export to {platform} ended as {details.get('status', state)}",
-                                hint="run `imgcls export` again")
-        return details["url"]
+        from . import export
+        return export.export(self, model, Path(dest))
 
     # -- down -------------------------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:
         kind = resource["kind"]
         try:
             if kind == "publication":
+                if self.probe(resource) == "gone":
+                    return "gone"           # unpublished, or published under another name since
                 self.client.unpublish(resource["project_id"], resource["iteration_id"])
             elif kind == "iteration":
                 if not resource.get("ours", True):
@@ -312,6 +310,57 @@ class CustomVisionProvider(Provider):
                 except ProviderError as exc:
                     if status_of(exc) != 404:
                         raise
+
+    # -- run state: what a kill left pending, and whether what is recorded is still there ----------
+    def find(self, entry: dict) -> dict | None:
+        kind = entry["kind"]
+        if kind == "project":
+            found = next((p for p in self.client.projects() if p["description"] == entry.get("marker")), None)
+            return None if found is None else {"id": found["id"]}
+        if kind == "iteration":
+            return self._find_iteration(entry)
+        if kind == "publication":
+            it = self._iteration_or_none(entry["project_id"], entry["iteration_id"])
+            return {"id": entry["name"]} if it and it["publish_name"] == entry["name"] else None
+        return None
+
+    def _find_iteration(self, entry: dict) -> dict | None:
+        from ... import runs as runs_mod
+        others = {r["id"] for run in runs_mod.list_runs(self.run.path.parent)
+                  for r in run.ledger["resources"] if r["kind"] == "iteration" and r.get("id")}
+        found = iterations_mod.candidates(self.client, entry, others)
+        if len(found) > 1:
+            self.progress.log(f"warning: {len(found)} iterations appeared in project {entry['project_id']} since "
+                              f"run {self.run.id} asked for one ({', '.join(i['name'] for i in found)}); "
+                              "none is taken for the run's, so none is deleted with it. Delete the run's "
+                              "one in the Custom Vision portal if you know which it is")
+            return None
+        return {"id": found[0]["id"], "iteration_name": found[0]["name"]} if found else None
+
+    def probe(self, resource: dict) -> str:
+        kind = resource["kind"]
+        if kind == "project":
+            try:
+                self.client.project(resource["id"])
+            except ProviderError as exc:
+                if status_of(exc) == 404:
+                    return "gone"
+                raise
+            return "live"
+        if kind == "iteration":
+            return "live" if self._iteration_or_none(resource["project_id"], resource["id"]) else "gone"
+        if kind == "publication":
+            it = self._iteration_or_none(resource["project_id"], resource["iteration_id"])
+            return "live" if it and it["publish_name"] == resource["id"] else "gone"
+        return "unknown"
+
+    def _iteration_or_none(self, project_id: str, iteration_id: str) -> dict | None:
+        try:
+            return self.client.iteration(project_id, iteration_id)
+        except ProviderError as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
 
     # -- small lookups ------------------------------------------------------------------------------
     def _project_id(self, model: TrainResult) -> str:

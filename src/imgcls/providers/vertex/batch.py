@@ -25,14 +25,24 @@ def scores(provider, model, test) -> dict[str, dict[str, float]]:
             return saved["scores"]
     labels = run.step("import")["labels"]
     folder = s.name("runs", run.id, "batch")
-    run.record("prefix", f"gs://{s.bucket}/{folder}/", role="batch prediction files")
-    instances = f"{folder}/instances.jsonl"
-    client.upload_bytes(s.bucket, instances, staging.batch_instances(uris).encode(), "application/jsonl")
-    job = client.create_batch_job(bodies.batch_prediction_job(
-        f"{run.id}-test", run.id, model.model_id, f"gs://{s.bucket}/{instances}", f"gs://{s.bucket}/{folder}/output",
-        len(labels), s.service_account))
-    run.record("batch_job", job["name"], display_name=f"{run.id}-test")
-    provider.progress.log(f"scoring {len(uris)} test images with batch prediction job {job['name']}")
+    display = f"{run.id}-test"
+    # A job of this model the run started before it stopped (recorded, or found by its display name)
+    # is waited on again, not started twice.
+    provider.reconcile("batch_job", display)
+    job = next((j for j in reversed(run.resources("batch_job")) if j.get("model") == model.model_id), None)
+    if job is not None and _state(client, job["id"]) in RUNNING | SUCCEEDED:
+        job = {"name": job["id"]}
+        provider.progress.log(f"waiting for batch prediction job {job['name']}, which this run started before")
+    else:
+        run.record("prefix", f"gs://{s.bucket}/{folder}/", role="batch prediction files")
+        instances = f"{folder}/instances.jsonl"
+        client.upload_bytes(s.bucket, instances, staging.batch_instances(uris).encode(), "application/jsonl")
+        run.intend("batch_job", display, display_name=display, model=model.model_id)
+        job = client.create_batch_job(bodies.batch_prediction_job(
+            display, run.id, model.model_id, f"gs://{s.bucket}/{instances}", f"gs://{s.bucket}/{folder}/output",
+            len(labels), s.service_account))
+        run.record("batch_job", job["name"], name=display, display_name=display, model=model.model_id)
+        provider.progress.log(f"scoring {len(uris)} test images with batch prediction job {job['name']}")
 
     def look():
         j = client.get_batch_job(job["name"])
@@ -60,3 +70,11 @@ def scores(provider, model, test) -> dict[str, dict[str, float]]:
                             f"images: {detail}", hint=f"see {out_dir}")
     write_json(cache, {"model": model.model_id, "scores": found})
     return found
+
+
+def _state(client, name: str) -> str | None:
+    from .client import Missing
+    try:
+        return client.get_batch_job(name).get("state")
+    except Missing:
+        return None

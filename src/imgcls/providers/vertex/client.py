@@ -39,6 +39,7 @@ POLL_RPC_RETRY = Retry(predicate=if_transient_error, initial=0.2, maximum=5.0, m
 # google-cloud-storage retries for 120 s with its own predicate (uploads included, when asked): shorter.
 GCS_RETRY = GCS_DEFAULT_RETRY.with_delay(initial=0.5, maximum=8.0).with_timeout(60.0)
 GCS_TIMEOUT = 120.0
+RPC_TIMEOUT = 60.0           # seconds per Vertex AI request (the v1 clients' own default is none: wait forever)
 RETRY_DELAY = 0.5            # seconds before the first retry; doubled each time, at most 8
 _RETRIED = (gexc.TooManyRequests, gexc.ServiceUnavailable)
 # Reads and deletes may also be retried after an error that might have happened after the work was done.
@@ -113,8 +114,16 @@ class VertexClient:
     # -- plumbing ------------------------------------------------------------------------------
     def _service(self, name: str):
         if name not in self._services:
-            self._services[name] = getattr(v1, name)(**self._kwargs)
+            self._services[name] = _Timed(getattr(v1, name)(**self._kwargs))
         return self._services[name]
+
+    def _named(self, service: str, method: str, display_name: str, what: str) -> list[dict]:
+        """Every resource a list method finds under this display name, newest first."""
+        svc = self._service(service)
+        request = {"parent": self.parent, "filter": f'display_name="{display_name}"'}
+        found = self.call(lambda: [_dict(x) for x in getattr(svc, method)(request=request)],
+                          f"listing {what} named {display_name}", idempotent=True)
+        return sorted(found, key=lambda x: x.get("createTime", ""), reverse=True)
 
     def call(self, fn: Callable[[], Any], what: str, idempotent: bool = False) -> Any:
         """Run one SDK call, retrying 429/503 (and, for reads and deletes, other transient errors)."""
@@ -174,6 +183,16 @@ class VertexClient:
         op = self.call(lambda: svc.import_data(request=request), "importing the images")
         return self._wait(op, "importing the images")
 
+    def datasets_named(self, display_name: str) -> list[dict]:
+        return self._named("DatasetServiceClient", "list_datasets", display_name, "datasets")
+
+    def get_dataset(self, name: str) -> dict | None:
+        svc = self._service("DatasetServiceClient")
+        try:
+            return self.call(lambda: _dict(svc.get_dataset(name=name)), "reading the dataset", idempotent=True)
+        except Missing:
+            return None
+
     def delete_dataset(self, name: str) -> bool:
         svc = self._service("DatasetServiceClient")
         return self._delete(lambda: svc.delete_dataset(name=name), f"deleting dataset {name}")
@@ -188,6 +207,10 @@ class VertexClient:
         svc = self._service("PipelineServiceClient")
         return _dict(self.call(lambda: svc.get_training_pipeline(name=name), "reading the training pipeline",
                                idempotent=True))
+
+    def pipelines_named(self, display_name: str) -> list[dict]:
+        return self._named("PipelineServiceClient", "list_training_pipelines", display_name,
+                           "training pipelines")
 
     def cancel_pipeline(self, name: str) -> None:
         svc = self._service("PipelineServiceClient")
@@ -242,6 +265,9 @@ class VertexClient:
         except Missing:
             return None
 
+    def endpoints_named(self, display_name: str) -> list[dict]:
+        return self._named("EndpointServiceClient", "list_endpoints", display_name, "endpoints")
+
     def deploy_model(self, endpoint: str, deployed_model: dict) -> Pending:
         svc = self._service("EndpointServiceClient")
         request = _msg(v1.DeployModelRequest, {"endpoint": endpoint, "deployedModel": deployed_model,
@@ -279,6 +305,10 @@ class VertexClient:
         svc = self._service("JobServiceClient")
         return _dict(self.call(lambda: svc.get_batch_prediction_job(name=name), "reading the batch prediction job",
                                idempotent=True))
+
+    def batch_jobs_named(self, display_name: str) -> list[dict]:
+        return self._named("JobServiceClient", "list_batch_prediction_jobs", display_name,
+                           "batch prediction jobs")
 
     def cancel_batch_job(self, name: str) -> None:
         svc = self._service("JobServiceClient")
@@ -361,6 +391,23 @@ class VertexClient:
         except Missing:
             return False
         return True
+
+
+class _Timed:
+    """A v1 service client whose every call carries RPC_TIMEOUT unless it names its own timeout."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args, **kwargs):
+            kwargs.setdefault("timeout", RPC_TIMEOUT)
+            return attr(*args, **kwargs)
+        return timed
 
 
 def _msg(cls, body: dict):

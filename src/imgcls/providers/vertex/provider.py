@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...errors import ConfigError, DataError, ProviderError, UnsupportedError, UsageError
+from ...paths import confined
 from ...runs import atomic_write
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
 from . import bodies
@@ -85,14 +86,15 @@ class VertexProvider(Provider):
         staged = staging.stage_images(self.client, s, manifest, self.progress, self._record_uploads)
         text, content_type = staging.import_file(s, manifest, staged.uris)
         import_name = s.name("runs", self.run.id, f"import.{s.import_format}")
-        self.client.upload_bytes(s.bucket, import_name, text.encode("utf-8"), content_type)
         import_uri = f"gs://{s.bucket}/{import_name}"
-        self.run.record("object", import_uri, role="import file")
+        self.run.record("object", import_uri, role="import file")   # its name is known: recorded first
+        self.client.upload_bytes(s.bucket, import_name, text.encode("utf-8"), content_type)
 
-        dataset = self.run.resource("dataset")
+        dataset = self.run.resource("dataset") or self.reconcile("dataset", self.run.id)
         if dataset is None:
+            self.run.intend("dataset", self.run.id, display_name=self.run.id)
             pending = self.client.create_dataset(bodies.dataset(self.run.id, self.run.id))
-            dataset = self.run.record("dataset", pending.resource_name, display_name=self.run.id)
+            dataset = self.run.record("dataset", pending.resource_name, name=self.run.id, display_name=self.run.id)
             pending.result()
         self.progress.log(f"importing {len(manifest)} images into Vertex dataset {dataset['id']}")
         pending = self.client.import_data(dataset["id"], bodies.import_config(import_uri, s.multilabel))
@@ -118,12 +120,17 @@ class VertexProvider(Provider):
     # -- training ---------------------------------------------------------------------------------
     def start_training(self, dataset: DatasetRef) -> dict:
         s = self.settings
-        body = bodies.training_pipeline(self.run.id, self.run.id, dataset.id.rsplit("/", 1)[-1],
-                                        model_type=s.model_type, milli_node_hours=s.milli_node_hours,
-                                        multilabel=s.multilabel, early_stopping=s.early_stopping)
-        pipeline = self.client.create_pipeline(body)
-        name = pipeline["name"]
-        self.run.record("pipeline", name, display_name=self.run.id)
+        attempt = 1 + sum(o["kind"] == "train" for o in self.run.ledger["operations"])
+        display = self.run.id if attempt <= 1 else f"{self.run.id}-{attempt}"
+        found = self.reconcile("pipeline", display)       # started just before a kill, never recorded
+        if found is None:
+            body = bodies.training_pipeline(display, self.run.id, dataset.id.rsplit("/", 1)[-1],
+                                            model_type=s.model_type, milli_node_hours=s.milli_node_hours,
+                                            multilabel=s.multilabel, early_stopping=s.early_stopping)
+            self.run.intend("pipeline", display, display_name=display)
+            found = self.run.record("pipeline", self.client.create_pipeline(body)["name"], name=display,
+                                    display_name=display)
+        name = found["id"]
         self.progress.log(f"training pipeline {name} started ({s.model_type}, "
                           f"{s.milli_node_hours / 1000:g} node hours)")
         return self.run.record_operation("train", name, pipeline=name, dataset=dataset.id,
@@ -160,8 +167,12 @@ class VertexProvider(Provider):
             self.run.mark_deleted(res, "gone")   # deleted outside imgcls: start over
             res = None
         if res is None:
+            res = self.reconcile("endpoint", self.run.id)   # created just before a kill, never recorded
+            endpoint = self.client.get_endpoint(res["id"]) if res else None
+        if res is None:
+            self.run.intend("endpoint", self.run.id, display_name=self.run.id)
             pending = self.client.create_endpoint(bodies.endpoint(self.run.id, self.run.id))
-            res = self.run.record("endpoint", pending.resource_name, display_name=self.run.id)
+            res = self.run.record("endpoint", pending.resource_name, name=self.run.id, display_name=self.run.id)
             endpoint = pending.result()
         deployed = next((d for d in endpoint.get("deployedModels", []) if d.get("model") == model.model_id), None)
         if deployed is None:
@@ -249,7 +260,8 @@ class VertexProvider(Provider):
         dest = Path(dest)
         written = []
         for obj in sorted(self.client.list_names(bucket, base)):
-            target = dest / obj[len(base):]
+            # Object names come from the service: each must land inside dest, whatever it holds.
+            target = confined(dest, obj[len(base):], f"the Vertex AI export (gs://{bucket}/{obj})")
             atomic_write(target, self.client.download(bucket, obj))
             written.append(target)
         if not written:
@@ -269,6 +281,7 @@ class VertexProvider(Provider):
             c.delete_model(rid)
         elif kind == "pipeline":
             self._stop(c.get_pipeline, c.cancel_pipeline, rid)
+            self._delete_unrecorded_model(rid)
             c.delete_pipeline(rid)
         elif kind == "batch_job":
             self._stop(c.get_batch_job, c.cancel_batch_job, rid)
@@ -288,6 +301,41 @@ class VertexProvider(Provider):
         else:
             raise ProviderError(f"the vertex provider does not know how to delete a {kind!r} ({rid})",
                                 hint="delete it in the Cloud console, then edit it out of the run's ledger.json")
+
+    # -- run state: what a kill left pending, and whether what is recorded is still there ----------
+    def find(self, entry: dict) -> dict | None:
+        """A dataset, pipeline, endpoint or batch job by the display name the run gave it (the run id
+        with a suffix per attempt): unique to the run, so what carries it is the run's."""
+        lookup = {"dataset": self.client.datasets_named, "pipeline": self.client.pipelines_named,
+                  "endpoint": self.client.endpoints_named, "batch_job": self.client.batch_jobs_named}.get(entry["kind"])
+        if lookup is None:
+            return None
+        recorded = {r["id"] for r in self.run.resources(entry["kind"])}
+        found = [x for x in lookup(entry["name"]) if x["name"] not in recorded]
+        return {"id": found[0]["name"]} if found else None
+
+    def probe(self, resource: dict) -> str:
+        from .client import Missing
+        kind, rid, c = resource["kind"], resource["id"], self.client
+        look = {"endpoint": c.get_endpoint, "model": c.get_model, "dataset": c.get_dataset,
+                "pipeline": c.get_pipeline, "batch_job": c.get_batch_job}.get(kind)
+        if look is None:
+            return "unknown"
+        try:
+            return "live" if look(rid) is not None else "gone"
+        except Missing:
+            return "gone"
+
+    def _delete_unrecorded_model(self, pipeline: str) -> None:
+        """A pipeline that ended while no imgcls process watched it uploaded a model the ledger never
+        heard of; it is the run's all the same, and outlives the pipeline unless deleted with it."""
+        from .client import Missing
+        try:
+            model = (self.client.get_pipeline(pipeline).get("modelToUpload") or {}).get("name")
+        except Missing:
+            return
+        if model and not any(r["kind"] == "model" and r.get("id") == model for r in self.run.ledger["resources"]):
+            self.client.delete_model(model)
 
     def _stop(self, get, cancel, name: str) -> None:
         """Cancel a running pipeline or job and wait until it stops (it cannot be deleted before)."""
