@@ -354,11 +354,20 @@ def schema() -> dict:
     """The JSON Schema of a run config, with the section of every installed provider."""
     from .data import formats
     from .providers import registry
-    s = composed(tuple(registry.names())).model_json_schema()
+    s = composed(tuple(n for n in registry.names() if _loads(n))).model_json_schema()
     s["$defs"]["DatasetConfig"]["properties"]["format"]["enum"] = ["auto", *formats.names()]
     s.get("properties", {}).pop("base_dir", None)
     s["title"] = "imgcls run config"
     return s
+
+
+def _loads(provider: str) -> bool:
+    """Whether a provider's settings load; a broken plug-in leaves the others' schema whole."""
+    try:
+        section_model(provider)
+        return True
+    except Exception:
+        return False
 
 
 def resolve_path(config: RunConfig, value: str) -> str:

@@ -113,3 +113,16 @@ def test_an_import_format_is_a_plugin(tmp_path):
         formats.formats.unregister("tsv")
     with pytest.raises(ConfigError, match="did you mean 'vertex-csv'"):
         parse_config("name: t\ndataset:\n  source: d\n  format: vertex-cvs\n")
+
+
+def test_a_broken_plugin_hides_no_other(plug):
+    registry.register("broken", "no_such_module_abc.provider:Broken")
+    try:
+        assert "plug" in schema()["properties"] and "broken" not in schema()["properties"]
+        rows = {r["name"]: r for r in registry.describe()}
+        assert "no_such_module_abc" in rows["broken"]["error"] and rows["broken"]["installed"] is False
+        assert rows["plug"]["installed"]
+        with pytest.raises(MissingDependency):
+            registry.get("broken")
+    finally:
+        registry.providers.unregister("broken")
