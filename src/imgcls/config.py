@@ -1,10 +1,13 @@
 """The run config: pydantic models of the YAML file, ${VAR} expansion and --set overrides.
 
-Every error names the file, the line, the key path and, for an unknown key, the closest valid one.
+The core holds `provider:` and the neutral sections; each provider brings the model of its own section
+(`Provider.settings_model`), composed in by name. Every error names the file, the line, the key path and,
+for an unknown key, the closest valid one.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from pathlib import Path
@@ -15,16 +18,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
+    create_model,
+    field_validator,
     model_validator,
 )
 
 from . import safeyaml
 from .errors import ConfigError, UsageError
-from .providers.aws.settings import AwsConfig  # pydantic only, no boto3 (to move with provider-owned config)
-
-PROVIDER_SECTIONS = ("local", "vertex", "customvision", "azureml", "aws")
 
 
 class Section(BaseModel):
@@ -33,9 +34,19 @@ class Section(BaseModel):
 
 class DatasetConfig(Section):
     source: str = Field(description="A folder of <label>/ sub-folders (optionally under train/ validation/ test/), "
-                                    "a Vertex CSV or JSONL import file, an Azure ML JSONL file, or an imgcls manifest.jsonl.")
-    format: Literal["auto", "folder", "vertex-csv", "vertex-jsonl", "azureml-jsonl", "manifest"] = "auto"
+                                    "an imgcls manifest.jsonl, or an import file in a registered format.")
+    format: str = Field("auto", description="auto (from the source), or a registered import format's name.")
     test_source: str | None = Field(None, description="A separate test set in the same formats; its images are the test split.")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        from .data import formats
+        if value != "auto" and value not in formats.names():
+            close = difflib.get_close_matches(value, formats.names(), n=1, cutoff=0.4)
+            raise ValueError(("did you mean '" + close[0] + "'? " if close else "")
+                             + "known formats: auto, " + ", ".join(formats.names()))
+        return value
 
 
 class SplitConfig(Section):
@@ -53,7 +64,7 @@ class SplitConfig(Section):
 class TrainConfig(Section):
     preset: Literal["quick", "best"] = Field("quick", description="quick: fast, good; best: slower, better.")
     budget_minutes: float = Field(15, gt=0, description="Wall-clock budget for local training and cloud job timeouts.")
-    node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (Vertex, Azure ML, Custom Vision Advanced).")
+    node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (for providers that bill training that way).")
     early_stopping: bool = True
 
 
@@ -95,104 +106,6 @@ class PredictConfig(Section):
     top_k: int = Field(5, ge=1)
 
 
-class LocalConfig(Section):
-    batch_size: int = Field(32, ge=1)
-    tta: bool = Field(False, description="Test-time augmentation (flip) at predict time.")
-
-
-class VertexConfig(Section):
-    project: str | None = Field(None, description="Google Cloud project id; unset: $GOOGLE_CLOUD_PROJECT, else the "
-                                                     "project of the Application Default Credentials.")
-    location: str = Field("us-central1", description="Vertex AI region of the dataset, model and endpoint.")
-    staging_bucket: str | None = Field(None, description="gs://bucket[/prefix] where images and the import file go. "
-                                                            "The bucket must exist (same region as `location`).")
-    model_type: Literal["CLOUD", "CLOUD_1", "MOBILE_TF_LOW_LATENCY_1", "MOBILE_TF_VERSATILE_1",
-                        "MOBILE_TF_HIGH_ACCURACY_1"] = Field(
-        "CLOUD", description="CLOUD models serve from an endpoint (train.node_hours 8-800); MOBILE_TF_* models "
-                             "also export (train.node_hours 1-100).")
-    import_format: Literal["csv", "jsonl"] = "jsonl"
-    api_endpoint: str | None = Field(None, description="Override the API endpoint (tests, private endpoints). With "
-                                                          "IMGCLS_VERTEX_ANONYMOUS=1 in the environment, calls go "
-                                                          "there without credentials (tests against a fake only).")
-    service_account: str | None = Field(None, description="Service account the deployed model and batch "
-                                                             "prediction jobs run as; unset: Vertex's default.")
-    batch_predict_over: int = Field(500, ge=1, description="Evaluate through a batch prediction job above this many test images.")
-    predict_instances: int = Field(8, ge=1, le=100, description="Images per online prediction request (each request "
-                                                                "also stays under Vertex's 1.5 MB limit).")
-    export_format: Literal["tflite", "edgetpu-tflite", "tf-saved-model", "tf-js", "core-ml"] = Field(
-        "tflite", description="What `export` asks Vertex for (MOBILE_TF_* model types only).")
-    keep_images: bool = Field(True, description="`down` leaves the uploaded images in the staging bucket: they are "
-                                                "content-addressed and shared by every run that uses them. false: "
-                                                "`down` also deletes the images this run uploaded (another run's "
-                                                "dataset that found them there then points at missing images).")
-    retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or unavailable (503) call.")
-
-
-class CustomVisionConfig(Section):
-    # Keys are excluded from dumps (the run folder's config.yaml, `config show`) and hidden from repr.
-    training_endpoint: str | None = Field(None, description="https://<resource>.cognitiveservices.azure.com; "
-                                                               "unset: $VISION_TRAINING_ENDPOINT.")
-    training_key: SecretStr | None = Field(None, exclude=True, repr=False,
-                                              description="Write ${VISION_TRAINING_KEY}; unset: $VISION_TRAINING_KEY. "
-                                                          "Never written to the run folder.")
-    prediction_endpoint: str | None = Field(None, description="unset: $VISION_PREDICTION_ENDPOINT.")
-    prediction_key: SecretStr | None = Field(None, exclude=True, repr=False,
-                                                description="Write ${VISION_PREDICTION_KEY}; unset: $VISION_PREDICTION_KEY.")
-    prediction_resource_id: str | None = Field(None, description="Azure resource id of the prediction resource, "
-                                                                    "needed to publish; unset: $VISION_PREDICTION_RESOURCE_ID.")
-    project_name: str | None = Field(None, description="Defaults to the config name.")
-    project_id: str | None = Field(None, description="Train in this existing project (`imgcls down` never deletes "
-                                                        "it); unset: the run creates its own project.")
-    domain: str = Field("General [A2]", description="Domain name, e.g. 'General [A2]' or 'General (compact)'.")
-    training_type: Literal["Regular", "Advanced"] | None = Field(
-        None, description="Unset: from train.preset (quick: Regular; best: Advanced with train.node_hours).")
-    publish_name: str | None = Field(None, description="Defaults to <name>-<run short id>.")
-    export_platforms: list[str] = Field(default_factory=list, description="e.g. [ONNX, TensorFlow] (compact domains); "
-                                                                          "`imgcls export` defaults to ONNX.")
-    retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or failed (5xx, dropped "
-                                                     "connection) call, honouring Retry-After.")
-
-
-class AzureMLConfig(Section):
-    # Credentials never go here: azure-identity's DefaultAzureCredential finds them (az login, an
-    # AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID service principal, managed identity).
-    subscription_id: str | None = Field(None, description="Azure subscription id; unset or empty: $AZURE_SUBSCRIPTION_ID.")
-    resource_group: str | None = Field(None, description="Resource group of the workspace; unset or empty: $AZURE_RESOURCE_GROUP.")
-    workspace: str | None = Field(None, description="Azure ML workspace name; unset or empty: $AZUREML_WORKSPACE.")
-    compute: str | None = Field(None, description="AmlCompute cluster the AutoML job runs on; unset: imgcls-<8 hex of "
-                                                  "the project folder>, shared by the project's runs. Created (min 0 "
-                                                  "nodes) if absent and removed by the `imgcls down` of the last run "
-                                                  "using it; an existing cluster is used and left alone.")
-    vm_size: str = Field("Standard_NC6s_v3", description="VM size of a cluster the run creates (a GPU size for AutoML images).")
-    max_nodes: int = Field(1, ge=1, description="Most nodes of a cluster the run creates.")
-    model_names: list[str] = Field(default_factory=lambda: ["vitb16r224"],
-                                   description="AutoML image models to try, e.g. [vitb16r224, vits16r224, seresnext, "
-                                               "resnet50]. One trial: the first; a sweep: a choice among them.")
-    max_trials: int = Field(1, ge=1, description="Trials of the job; above 1 (or with train.preset: best, or a "
-                                                 "search_space) the job sweeps.")
-    max_concurrent_trials: int = Field(1, ge=1, description="Trials run at once (at most the cluster's nodes).")
-    sampling_algorithm: Literal["random", "grid", "bayesian"] = Field("random", description="How a sweep samples.")
-    early_termination: Literal["bandit", "median_stopping", "truncation_selection"] | None = Field(
-        None, description="Early termination policy of a sweep (not with bayesian sampling).")
-    search_space: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="Sweep subspaces, each {parameter: values}: a list or {choice: [...]}, {uniform: [lo, hi]}, "
-                    "{loguniform: [lo, hi]}, {randint: upper}, {normal: [mu, sigma]}, {quniform: [lo, hi, q]} …, "
-                    "e.g. [{model_name: [vitb16r224], learning_rate: {uniform: [0.001, 0.01]}}].")
-    training_parameters: dict[str, Any] = Field(default_factory=dict,
-                                                description="Fixed AutoML image training parameters, e.g. "
-                                                            "{number_of_epochs: 15, learning_rate: 0.01}.")
-    instance_type: str = Field("Standard_DS3_v2", description="VM size of the online deployment.")
-    instance_count: int = Field(1, ge=1, description="Instances of the online deployment.")
-    storage_account_url: str | None = Field(None, description="Blob account URL for uploads; defaults to the datastore's.")
-    keep_images: bool = Field(True, description="`down` leaves the uploaded images in the datastore: they are "
-                                                "content-addressed (imgcls/images/<sha256>) and shared by every "
-                                                "run that uses them. false: `down` also deletes the images this "
-                                                "run uploaded.")
-    predict_batch: int = Field(8, ge=1, le=64, description="Images per scoring request (each request also stays "
-                                                           "under 4 MB).")
-
-
 class RunConfig(Section):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="Names the runs and cloud resources.")
     provider: str = "local"
@@ -204,11 +117,6 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     deploy: DeployConfig = DeployConfig()
     predict: PredictConfig = PredictConfig()
-    local: LocalConfig = LocalConfig()
-    vertex: VertexConfig = VertexConfig()
-    customvision: CustomVisionConfig = CustomVisionConfig()
-    azureml: AzureMLConfig = AzureMLConfig()
-    aws: AwsConfig = AwsConfig()
 
     @property
     def multilabel(self) -> bool:
@@ -218,6 +126,56 @@ class RunConfig(Section):
     base_dir: str = Field(".", exclude=True, description="internal")
     # Set when the config is a run's own copy (`--run ID` without -c): that run's data is its manifest.
     from_run: str | None = Field(None, exclude=True, description="internal")
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs) -> RunConfig:
+        """Validated with the sections of the providers it names (and the one it selects) composed in."""
+        if cls is RunConfig and isinstance(obj, dict):
+            cls = composed(sections_of(obj))
+        return super(RunConfig, cls).model_validate(obj, **kwargs)  # noqa: UP008 - cls is the composed class
+
+    def __getattr__(self, name: str):
+        # A provider's section the config did not write (and the provider it does not select): its defaults.
+        # Returned fresh each time; to change one, write it in the config or model_copy(update={name: …}).
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            model = section_model(name) if not name.startswith("_") else None
+            if model is None:
+                raise
+            return model()
+
+
+def section_model(name: str) -> type[BaseModel] | None:
+    """The model of provider `name`'s section, or None when no installed provider has that name."""
+    from .providers import registry
+    if name not in registry.names():
+        return None
+    return registry.settings_model(name) or Section
+
+
+def sections_of(data: dict) -> tuple[str, ...]:
+    """The provider sections a config document needs: those it writes and the selected provider's."""
+    from .providers import registry
+    known = set(registry.names())
+    wanted = {k for k in data if isinstance(k, str) and k not in RunConfig.model_fields and k in known}
+    provider = data.get("provider", RunConfig.model_fields["provider"].default)
+    if isinstance(provider, str) and provider in known:
+        wanted.add(provider)
+    return tuple(sorted(wanted))
+
+
+@functools.lru_cache(maxsize=64)
+def composed(sections: tuple[str, ...]) -> type[RunConfig]:
+    """RunConfig with the named providers' sections as fields (defaults when not written)."""
+    if not sections:
+        return RunConfig
+    fields = {}
+    for name in sections:
+        model = section_model(name)
+        if model is not None:
+            fields[name] = (model, Field(default_factory=model, description=f"Settings of the {name} provider."))
+    return create_model("RunConfig", __base__=RunConfig, __module__=__name__, **fields)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -375,7 +333,12 @@ def _dotted(path: tuple) -> str:
 
 
 def _closest(path: tuple) -> str | None:
-    model: type[BaseModel] = RunConfig
+    from .providers import registry
+    model: type[BaseModel] = composed(sections_of({path[0]: None})) if path else RunConfig
+    if len(path) == 1:  # a top-level key: a neutral section, or any installed provider's section
+        names = [n for n in RunConfig.model_fields if n not in ("base_dir", "from_run")] + registry.names()
+        match = difflib.get_close_matches(str(path[0]), names, n=1, cutoff=0.5)
+        return match[0] if match else None
     for part in path[:-1]:
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None)
@@ -388,10 +351,23 @@ def _closest(path: tuple) -> str | None:
 
 
 def schema() -> dict:
-    s = RunConfig.model_json_schema()
+    """The JSON Schema of a run config, with the section of every installed provider."""
+    from .data import formats
+    from .providers import registry
+    s = composed(tuple(n for n in registry.names() if _loads(n))).model_json_schema()
+    s["$defs"]["DatasetConfig"]["properties"]["format"]["enum"] = ["auto", *formats.names()]
     s.get("properties", {}).pop("base_dir", None)
     s["title"] = "imgcls run config"
     return s
+
+
+def _loads(provider: str) -> bool:
+    """Whether a provider's settings load; a broken plug-in leaves the others' schema whole."""
+    try:
+        section_model(provider)
+        return True
+    except Exception:
+        return False
 
 
 def resolve_path(config: RunConfig, value: str) -> str:

@@ -22,7 +22,7 @@ def check_overrides(items) -> list[tuple[tuple[str, ...], Any]]:
 
 def check_override(item: str) -> tuple[tuple[str, ...], Any]:
     """(key path, value) of one `key.path=value`, or a UsageError naming what is wrong."""
-    from .config import RunConfig, _closest
+    from .config import _closest, composed, sections_of
     key, sep, raw = item.partition("=")
     key = key.strip()
     path = tuple(key.split("."))
@@ -32,7 +32,7 @@ def check_override(item: str) -> tuple[tuple[str, ...], Any]:
         value = safeyaml.load_value(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: the text itself, as a shell user means it
-    model: type[BaseModel] = RunConfig
+    model: type[BaseModel] = composed(sections_of({path[0]: None}))  # a provider's section: its model
     for depth, name in enumerate(path):
         field = model.model_fields.get(name)
         here = path[:depth + 1]

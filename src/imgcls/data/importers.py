@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from ..errors import DataError
-from . import manifest
+from . import formats, manifest
+from .formats import ImportFormat
 
 ML_USE = {"training": "train", "train": "train", "validation": "validation", "val": "validation",
           "test": "test", "unassigned": None}
@@ -23,11 +24,15 @@ SPLIT_DIRS = {"train": "train", "training": "train", "validation": "validation",
 
 
 def detect_format(source: Path) -> str:
+    """The registered format that claims `source`: by being a folder, by suffix, or by a JSON Lines
+    file's first object's keys."""
+    known = formats.all_formats()
     if source.is_dir():
-        return "folder"
+        return next(f.name for f in known if f.folder)
     name = source.name.lower()
-    if name.endswith(".csv"):
-        return "vertex-csv"
+    by_suffix = [f for f in known if not f.keys and name.endswith(f.suffixes or ("\0",))]
+    if by_suffix:
+        return by_suffix[0].name
     if name.endswith((".jsonl", ".json")):
         with open(source, encoding="utf-8") as fh:
             for line in fh:
@@ -39,15 +44,12 @@ def detect_format(source: Path) -> str:
                     if not isinstance(first, dict):
                         raise DataError(f"{source}:1: expected one JSON object per line, not a "
                                         f"{type(first).__name__}", hint="each line must be one JSON object")
-                    if "imageGcsUri" in first:
-                        return "vertex-jsonl"
-                    if "image_url" in first:
-                        return "azureml-jsonl"
-                    if "uri" in first and "sha256" in first:
-                        return "manifest"
+                    found = next((f for f in known if f.keys and all(k in first for k in f.keys)), None)
+                    if found:
+                        return found.name
                     break
-        raise DataError(f"cannot tell the format of {source}",
-                        hint="set dataset.format to vertex-jsonl, azureml-jsonl or manifest")
+        jsonl = ", ".join(f.name for f in known if f.keys)
+        raise DataError(f"cannot tell the format of {source}", hint=f"set dataset.format to one of: {jsonl}")
     raise DataError(f"cannot tell the format of {source}: expected a folder, .csv or .jsonl",
                     hint="set dataset.format in the config")
 
@@ -67,9 +69,7 @@ def load(source: str, fmt: str = "auto", multilabel: bool = False, default_split
                             hint="set dataset.format to auto (or folder for a folder)")
         if fmt == "manifest":
             return manifest.read(path)
-        reader = {"folder": read_folder, "vertex-csv": read_vertex_csv, "vertex-jsonl": read_vertex_jsonl,
-                  "azureml-jsonl": read_azureml_jsonl}[fmt]
-        rows = reader(path)
+        rows = formats.get(fmt).read(path)
     except UnicodeDecodeError:
         raise _not_utf8(path) from None
     skipped = sum(1 for r in rows if r.get("hidden"))
@@ -198,3 +198,15 @@ def read_azureml_jsonl(path: Path) -> list[dict]:
         rows.append({"uri": _local(uri, path.parent), "labels": [str(l) for l in labels], "split": None,
                      "line": n})
     return rows
+
+
+# The built-in formats (data/formats.py names them; a package adds its own through "imgcls.formats").
+FOLDER = ImportFormat("folder", read_folder, folder=True,
+                      description="<label>/ sub-folders of images, optionally under train/ validation/ test/")
+MANIFEST = ImportFormat("manifest", manifest.read, keys=("uri", "sha256"), description="an imgcls manifest.jsonl")
+VERTEX_CSV = ImportFormat("vertex-csv", read_vertex_csv, suffixes=(".csv",),
+                          description="Vertex AI image classification import CSV")
+VERTEX_JSONL = ImportFormat("vertex-jsonl", read_vertex_jsonl, keys=("imageGcsUri",),
+                            description="Vertex AI image classification import JSON Lines")
+AZUREML_JSONL = ImportFormat("azureml-jsonl", read_azureml_jsonl, keys=("image_url",),
+                             description="Azure ML image classification JSON Lines (MLTable)")

@@ -17,6 +17,7 @@ from ..errors import ProviderError, TimedOut, UnsupportedError
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from pydantic import BaseModel
 
     from ..config import RunConfig
     from ..progress import Progress
@@ -121,6 +122,12 @@ class Provider(ABC):
     # Kinds a run may create and other runs then use (a compute cluster): `down` hands such a resource
     # on to a run that still lists it as live instead of deleting it under that run
     shared_kinds: ClassVar[tuple[str, ...]] = ()
+    # The pydantic model of the provider's own config section, named after the provider (`vertex:`); the
+    # core config accepts the section only through it. Its module must not import the SDK.
+    settings_model: ClassVar[type[BaseModel] | None] = None
+    # Top-level modules of the SDK the provider needs (its extra): checked before the provider is used,
+    # so a missing extra is named (`pip install 'imgcls[NAME]'`) instead of failing deep inside client.py.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: RunConfig, run: Run, progress: Progress):
         self.config = config

@@ -1,46 +1,46 @@
-"""Provider name -> class, found through the "imgcls.providers" entry points and imported only when used."""
+"""Provider name -> class, found through the "imgcls.providers" entry points and imported only when used.
+
+A provider module imports its SDK only in its client.py, so loading the class (its capabilities, limits,
+settings model and the SDK modules it `requires`) is cheap; `get` checks those modules before handing it out.
+"""
 from __future__ import annotations
 
-import difflib
-import functools
-import importlib
 import importlib.util
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from ..errors import MissingDependency, UsageError
+from ..errors import MissingDependency
+from ..plugins import Registry
 
 if TYPE_CHECKING:
     from .base import Provider
 
 GROUP = "imgcls.providers"
-# Which top-level SDK module each provider needs, so a missing extra is named before import fails deep inside.
-_EXTRA_MODULES = {"local": ("onnxruntime", "PIL"), "vertex": ("google.cloud.aiplatform", "google.cloud.storage"),
-                  "customvision": ("azure.cognitiveservices.vision.customvision",),
-                  "azureml": ("azure.ai.ml", "azure.identity", "azure.storage.blob"),
-                  "aws": ("boto3",)}
-_registered: dict[str, type] = {}
+providers = Registry(GROUP, "provider")
 
 
 def register(name: str, cls: type) -> None:
     """Add a provider at run time (tests, plug-ins without packaging)."""
-    _registered[name] = cls
-
-
-@functools.lru_cache(maxsize=1)
-def _entry_points() -> tuple:
-    # Scanning every installed distribution's metadata is the slow part of start-up: do it once.
-    return tuple(entry_points(group=GROUP))
+    providers.register(name, cls)
 
 
 def names() -> list[str]:
-    found = {ep.name for ep in _entry_points()}
-    return sorted(found | set(_registered))
+    return providers.names()
 
 
-def missing_modules(name: str) -> list[str]:
+def check_name(name: str) -> str:
+    return providers.check(name)
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The class, without checking its SDK is installed (settings, capabilities, credentials status)."""
+    return providers.load(name)
+
+
+def missing_modules(name: str, cls: type | None = None) -> list[str]:
+    """The SDK modules the provider declares in `requires` that cannot be found."""
+    cls = cls or provider_class(name)
     missing = []
-    for module in _EXTRA_MODULES.get(name, ()):
+    for module in getattr(cls, "requires", ()):
         try:
             if importlib.util.find_spec(module) is None:
                 missing.append(module)
@@ -49,26 +49,17 @@ def missing_modules(name: str) -> list[str]:
     return missing
 
 
-def check_name(name: str) -> str:
-    known = names()
-    if name in known:
-        return name
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise UsageError(f"unknown provider '{name}'", hint=f"{hint}known providers: {', '.join(known)}")
-
-
 def get(name: str) -> type[Provider]:
-    check_name(name)
-    if name in _registered:
-        return _registered[name]
-    missing = missing_modules(name)
+    cls = provider_class(name)
+    missing = missing_modules(name, cls)
     if missing:
         raise MissingDependency(name, missing[0])
-    try:
-        return _load_entry_point(name)
-    except ModuleNotFoundError as exc:
-        raise MissingDependency(name, exc.name or str(exc)) from None
+    return cls
+
+
+def settings_model(name: str):
+    """The pydantic model of the provider's config section (named after the provider), or None."""
+    return getattr(provider_class(name), "settings_model", None)
 
 
 def describe(config=None) -> list[dict]:
@@ -79,23 +70,19 @@ def describe(config=None) -> list[dict]:
     from ..runs import to_jsonable
     rows = []
     for name in names():
-        missing = missing_modules(name)
-        row: dict = {"name": name, "installed": not missing}
+        row: dict = {"name": name}
+        try:
+            cls = provider_class(name)
+            missing = missing_modules(name, cls)
+        except Exception as exc:  # a broken plug-in must not hide the others
+            rows.append({**row, "installed": False, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        row["installed"] = not missing
         if missing:
             row["missing"] = missing
-        try:
-            cls = _registered.get(name) or _load_entry_point(name)
-        except Exception as exc:  # a broken plug-in must not hide the others
-            rows.append({**row, "error": f"{type(exc).__name__}: {exc}"})
-            continue
         row["capabilities"] = to_jsonable(cls.capabilities)
         row["limits"] = to_jsonable(cls.limits)
         creds = cls.check_credentials(config)
         row["credentials"] = {"found": creds.found, "detail": creds.detail}
         rows.append(row)
     return rows
-
-
-def _load_entry_point(name: str):
-    (ep,) = [ep for ep in _entry_points() if ep.name == name]
-    return ep.load()

@@ -24,6 +24,8 @@ STOP_WAIT = 600.0         # seconds `down` waits for a model to stop before dele
 
 class AwsProvider(Provider):
     name = "aws"
+    settings_model = settings_mod.AwsConfig
+    requires = ("boto3",)
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True, export=(), batch_predict=False,
         credentials="boto3's chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or aws.profile "

@@ -15,6 +15,7 @@ from ...errors import ProviderError
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
 from . import naming
 from . import settings as settings_mod
+from .settings import AzureMLConfig
 
 # AutoML job statuses that are not an outcome yet (NotResponding and Paused can still recover)
 RUNNING = {"NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running", "Finalizing",
@@ -24,6 +25,8 @@ CPU_SIZES = ("Standard_D", "Standard_E", "Standard_F", "Standard_A", "Standard_B
 
 class AzureMLProvider(Provider):
     name = "azureml"
+    settings_model = AzureMLConfig
+    requires = ("azure.ai.ml", "azure.identity", "azure.storage.blob")
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True, export=(), batch_predict=False,
         remote_uris=("azureml",),

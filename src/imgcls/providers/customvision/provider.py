@@ -16,6 +16,7 @@ from . import iterations as iterations_mod
 from . import project as project_mod
 from . import settings as settings_mod
 from .project import code_of, status_of
+from .settings import CustomVisionConfig
 
 KEY_VARS = ("VISION_TRAINING_KEY", "VISION_PREDICTION_KEY")
 MAX_PREDICT_BYTES = 4 * 1024 * 1024
@@ -23,6 +24,8 @@ MAX_PREDICT_BYTES = 4 * 1024 * 1024
 
 class CustomVisionProvider(Provider):
     name = "customvision"
+    settings_model = CustomVisionConfig
+    requires = ("azure.cognitiveservices.vision.customvision",)
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True,
         export=("onnx", "tensorflow", "coreml", "dockerfile", "openvino"), batch_predict=False,

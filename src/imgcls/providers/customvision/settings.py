@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
+from pydantic import Field, SecretStr
+
+from ...config import Section
 from ...errors import AuthError, ConfigError
 
 # setting -> the environment variable it falls back to
@@ -65,3 +69,28 @@ def resolve(section) -> Settings:
     if values["prediction_endpoint"]:
         values["prediction_endpoint"] = values["prediction_endpoint"].rstrip("/")
     return Settings(**values, retries=getattr(section, "retries", 5) if section is not None else 5)
+
+
+class CustomVisionConfig(Section):
+    # Keys are excluded from dumps (the run folder's config.yaml, `config show`) and hidden from repr.
+    training_endpoint: str | None = Field(None, description="https://<resource>.cognitiveservices.azure.com; "
+                                                               "unset: $VISION_TRAINING_ENDPOINT.")
+    training_key: SecretStr | None = Field(None, exclude=True, repr=False,
+                                              description="Write ${VISION_TRAINING_KEY}; unset: $VISION_TRAINING_KEY. "
+                                                          "Never written to the run folder.")
+    prediction_endpoint: str | None = Field(None, description="unset: $VISION_PREDICTION_ENDPOINT.")
+    prediction_key: SecretStr | None = Field(None, exclude=True, repr=False,
+                                                description="Write ${VISION_PREDICTION_KEY}; unset: $VISION_PREDICTION_KEY.")
+    prediction_resource_id: str | None = Field(None, description="Azure resource id of the prediction resource, "
+                                                                    "needed to publish; unset: $VISION_PREDICTION_RESOURCE_ID.")
+    project_name: str | None = Field(None, description="Defaults to the config name.")
+    project_id: str | None = Field(None, description="Train in this existing project (`imgcls down` never deletes "
+                                                        "it); unset: the run creates its own project.")
+    domain: str = Field("General [A2]", description="Domain name, e.g. 'General [A2]' or 'General (compact)'.")
+    training_type: Literal["Regular", "Advanced"] | None = Field(
+        None, description="Unset: from train.preset (quick: Regular; best: Advanced with train.node_hours).")
+    publish_name: str | None = Field(None, description="Defaults to <name>-<run short id>.")
+    export_platforms: list[str] = Field(default_factory=list, description="e.g. [ONNX, TensorFlow] (compact domains); "
+                                                                          "`imgcls export` defaults to ONNX.")
+    retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or failed (5xx, dropped "
+                                                     "connection) call, honouring Retry-After.")

@@ -23,10 +23,13 @@ from ...errors import DataError, ProviderError, UsageError
 from ...runs import write_json
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
 from . import process
+from .settings import LocalConfig
 
 
 class LocalProvider(Provider):
     name = "local"
+    settings_model = LocalConfig
+    requires = ("onnxruntime", "PIL")
     capabilities = Capabilities(multiclass=True, multilabel=True, deploy=True, export=("onnx",),
                                 batch_predict=True, credentials="none needed", extra="local")
     limits = Limits(min_images_per_label=2, formats=("jpeg", "png", "bmp", "gif", "webp", "tiff"),

@@ -21,6 +21,7 @@ from ...runs import atomic_write
 from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
 from . import bodies
 from . import settings as settings_mod
+from .settings import VertexConfig
 
 RUNNING = {"PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
            "PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_PAUSED", "PIPELINE_STATE_UNSPECIFIED",
@@ -32,6 +33,8 @@ DELETE_WAIT = 120.0  # seconds `down` waits for a cancelled pipeline or job to s
 
 class VertexProvider(Provider):
     name = "vertex"
+    settings_model = VertexConfig
+    requires = ("google.cloud.aiplatform", "google.cloud.storage")
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True,
         export=("tflite", "edgetpu-tflite", "tf-saved-model", "tf-js", "core-ml"),

@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field
+
+from ...config import Section
 from ...errors import ConfigError
 
 # Milli node hours AutoML image classification accepts, per model family (Vertex's documented range).
@@ -138,3 +142,31 @@ def resolve(cfg) -> Settings:
                     min_replicas=dep.min_replicas, max_replicas=dep.max_replicas, machine_type=dep.machine_type,
                     batch_predict_over=v.batch_predict_over, predict_instances=v.predict_instances,
                     export_format=v.export_format, keep_images=v.keep_images, retries=v.retries)
+
+
+class VertexConfig(Section):
+    project: str | None = Field(None, description="Google Cloud project id; unset: $GOOGLE_CLOUD_PROJECT, else the "
+                                                     "project of the Application Default Credentials.")
+    location: str = Field("us-central1", description="Vertex AI region of the dataset, model and endpoint.")
+    staging_bucket: str | None = Field(None, description="gs://bucket[/prefix] where images and the import file go. "
+                                                            "The bucket must exist (same region as `location`).")
+    model_type: Literal["CLOUD", "CLOUD_1", "MOBILE_TF_LOW_LATENCY_1", "MOBILE_TF_VERSATILE_1",
+                        "MOBILE_TF_HIGH_ACCURACY_1"] = Field(
+        "CLOUD", description="CLOUD models serve from an endpoint (train.node_hours 8-800); MOBILE_TF_* models "
+                             "also export (train.node_hours 1-100).")
+    import_format: Literal["csv", "jsonl"] = "jsonl"
+    api_endpoint: str | None = Field(None, description="Override the API endpoint (tests, private endpoints). With "
+                                                          "IMGCLS_VERTEX_ANONYMOUS=1 in the environment, calls go "
+                                                          "there without credentials (tests against a fake only).")
+    service_account: str | None = Field(None, description="Service account the deployed model and batch "
+                                                             "prediction jobs run as; unset: Vertex's default.")
+    batch_predict_over: int = Field(500, ge=1, description="Evaluate through a batch prediction job above this many test images.")
+    predict_instances: int = Field(8, ge=1, le=100, description="Images per online prediction request (each request "
+                                                                "also stays under Vertex's 1.5 MB limit).")
+    export_format: Literal["tflite", "edgetpu-tflite", "tf-saved-model", "tf-js", "core-ml"] = Field(
+        "tflite", description="What `export` asks Vertex for (MOBILE_TF_* model types only).")
+    keep_images: bool = Field(True, description="`down` leaves the uploaded images in the staging bucket: they are "
+                                                "content-addressed and shared by every run that uses them. false: "
+                                                "`down` also deletes the images this run uploaded (another run's "
+                                                "dataset that found them there then points at missing images).")
+    retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or unavailable (503) call.")

@@ -1,0 +1,1 @@
+"""imgcls-example-provider: the smallest provider that passes imgcls's contract suite (docs/providers.md)."""
