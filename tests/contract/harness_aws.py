@@ -4,12 +4,8 @@ dataset, model version and bucket the fake still holds, plus any object under th
 from __future__ import annotations
 
 import contextlib
-from importlib.metadata import entry_points
-from pathlib import Path
 
 import pytest
-
-ENTRY_POINT = "aws = imgcls.providers.aws.provider:AwsProvider"
 
 
 class AwsHarness:
@@ -34,31 +30,11 @@ def leftovers(fake, run, keep_buckets=()) -> list[str]:
     return found
 
 
-def entry_point_dir(tmp_path: Path) -> Path | None:
-    """Until the shared environment is reinstalled from this pyproject, its metadata lacks the `aws` entry
-    point: a dist-info beside it (put on PYTHONPATH) declares it for `imgcls` subprocesses, as installing does."""
-    if any(ep.name == "aws" for ep in entry_points(group="imgcls.providers")):
-        return None
-    info = tmp_path / "entry-points" / "imgcls_aws_entrypoint-0.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imgcls-aws-entrypoint\nVersion: 0\n")
-    (info / "entry_points.txt").write_text(f"[imgcls.providers]\n{ENTRY_POINT}\n")
-    return info.parent
-
-
-def register() -> None:
-    from imgcls.providers import registry
-    if "aws" not in {ep.name for ep in registry._entry_points()}:
-        from imgcls.providers.aws.provider import AwsProvider
-        registry.register("aws", AwsProvider)
-
-
 @contextlib.contextmanager
 def start(tmp_path, monkeypatch, keep_buckets=()):
     pytest.importorskip("boto3")
     from tests.fakes.aws import FakeAws
 
-    register()
     with FakeAws(train_seconds=0.3, start_seconds=0.2) as fake:
         for name in keep_buckets:
             fake.state.buckets[name] = {}

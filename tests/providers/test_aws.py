@@ -61,9 +61,7 @@ def cli(*args: str, cwd: Path, env: dict) -> tuple[int, dict | None, str]:
 
 def cli_env(fake, tmp_path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLS_"))}
-    extra = harness_aws.entry_point_dir(tmp_path)
-    paths = [p for p in (str(extra) if extra else "", env.get("PYTHONPATH", "")) if p]
-    return {**env, **fake.env(), "PYTHONPATH": os.pathsep.join(paths), "PYTHONWARNINGS": "ignore"}
+    return {**env, **fake.env(), "PYTHONWARNINGS": "ignore"}
 
 
 def test_run_from_repo_config_then_down_leaves_nothing(fake, data, tmp_path):
@@ -293,9 +291,7 @@ def test_repo_config_against_the_fake_started_as_documented(tmp_path, data):
     try:
         exports = dict(server.stdout.readline().strip().removeprefix("export ").split("=", 1) for _ in range(4))
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLS_"))}
-        extra = harness_aws.entry_point_dir(tmp_path)
-        env = {**base, **exports, "PYTHONWARNINGS": "ignore",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(extra or ""), base.get("PYTHONPATH", "")) if p)}
+        env = {**base, **exports, "PYTHONWARNINGS": "ignore"}
         args = ["-c", str(CONFIG), "--set", f"dataset.source={data}"]
         code, doc, err = cli("run", *args, cwd=tmp_path, env=env)
         assert code == 0, err
