@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.credentials import AccessToken
@@ -96,6 +97,8 @@ class FakeAzureML:
         self.lro_polls = lro_polls
         self.poll_seconds = poll_seconds
         self.trials = trials
+        # seconds each scoring request takes to answer (or a function returning them, for jitter)
+        self.prediction_latency: float | Callable[[], float] = 0.0
         self._failures: list[str] = []
         self._failures_lock = threading.Lock()
         self._host, self._port = host, port
