@@ -156,6 +156,25 @@ def test_int8_model_quantizes_the_backbone_and_keeps_probabilities_in_float(quic
     assert producer[graph.output[0].name] == "Softmax"
 
 
+@pytest.mark.parametrize("activation", ["Softmax", "Sigmoid"])
+def test_the_float_head_is_everything_after_the_global_pooling(activation):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from imgcls.providers.local.export import head_nodes
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r"], ["pooled"], name="pool", axes=[2, 3], keepdims=0),
+             helper.make_node("Sub", ["pooled", "mean"], ["centred"], name="sub"),
+             helper.make_node("Mul", ["centred", "scale"], ["scaled"], name="mul"),
+             helper.make_node("Gemm", ["scaled", "fc_w", "fc_b"], ["logits"], name="fc", transB=1),
+             helper.make_node(activation, ["logits"], ["probabilities"], name="act")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])])
+    assert sorted(head_nodes(helper.make_model(graph))) == ["act", "fc", "mul", "sub"]
+
+
 def test_onnx_agrees_with_torch_on_a_real_image(quick):
     workdir, artifact, _ = quick
     model, _ = load_model(workdir)
