@@ -29,6 +29,7 @@ test: $(VENV)/.stamp-all+dev
 bench: $(VENV)/.stamp-all+dev
 	$(PY) bench/bench_startup.py
 	$(PY) bench/bench_allocator.py
+	$(PY) bench/bench_scoring.py
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_compare.py
 
