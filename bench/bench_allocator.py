@@ -5,9 +5,12 @@ Variants: "default" (glibc as it comes, IMGCLS_ALLOCATOR=default), "product" (wh
 providers/local/allocator.py), "tunables" (glibc's defaults changed by GLIBC_TUNABLES in the environment,
 what re-executing with them would give), two ablations of the product's two mallopt() settings, and two further
 settings tried on top of it (one malloc arena; a 256 MiB top pad).
-The machine may be shared: each variant runs `--repeat` times, interleaved, and medians are reported.
+The machine may be shared: each variant runs `--repeat` times, interleaved, and medians are reported, of
+wall seconds and of CPU seconds (user + system) per step, which other people's load barely moves.
 
-    python bench/bench_allocator.py [--repeat 3] [--steps 8] [--variants default,product,...]
+    python bench/bench_allocator.py [--repeat 5] [--steps 8] [--variants default,product,tunables]
+    python bench/bench_allocator.py --variants default,product,mmap-threshold-only,trim-threshold-only,\
+        product+arena-max-1,product+top-pad-256m --out bench/results/allocator-ablations.json
 """
 from __future__ import annotations
 
@@ -76,6 +79,8 @@ def child(variant: str, steps: int) -> dict:
     return {"variant": variant, "allocator": allocator.active(), "load_s": round(load_s, 2),
             "minor_faults_per_step": round((after.ru_minflt - usage.ru_minflt) / steps),
             "system_s_per_step": round((after.ru_stime - usage.ru_stime) / steps, 3),
+            # CPU seconds (user + system) per step: unlike wall time, barely moved by other people's load
+            "cpu_s_per_step": round((after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime) / steps, 3),
             "warmup_s": round(times[0], 3), "step_s": [round(t, 3) for t in times[1:]],
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "torch_threads": torch.get_num_threads()}
@@ -95,8 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child")
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--variants", default="default,product,tunables")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "allocator.json")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.steps)))
@@ -112,18 +118,21 @@ def main() -> None:
         per_run = [statistics.median(r["step_s"]) for r in rs]
         summary[v] = {"allocator": rs[0]["allocator"], "median_step_s": round(statistics.median(per_run), 3),
                       "per_process_median_step_s": per_run,
+                      "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in rs),
                       "median_minor_faults_per_step": statistics.median(r["minor_faults_per_step"] for r in rs),
                       "median_system_s_per_step": statistics.median(r["system_s_per_step"] for r in rs),
                       "median_max_rss_mb": statistics.median(r["max_rss_mb"] for r in rs)}
     base = summary.get("default", {}).get("median_step_s")
+    base_cpu = summary.get("default", {}).get("median_cpu_s_per_step")
     for v in summary:
         if base:
             summary[v]["speedup_vs_default"] = round(base / summary[v]["median_step_s"], 2)
-    results = {"workload": "EfficientNet-Lite0 forward+backward+AdamW step, batch 32, 224 px, "
+            summary[v]["cpu_speedup_vs_default"] = round(base_cpu / summary[v]["median_cpu_s_per_step"], 2)
+    results = {"loadavg_1min_after": round(os.getloadavg()[0], 2), "workload": "EfficientNet-Lite0 forward+backward+AdamW step, batch 32, 224 px, "
                            "best's frozen stages and channels_last",
                "steps_per_process": args.steps, "repeats": args.repeat, "cpus": os.cpu_count(),
                "glibc": _glibc_version(), "python": sys.version.split()[0], "summary": summary, "runs": runs}
-    out = ROOT / "bench" / "results" / "allocator.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
