@@ -3,7 +3,8 @@ path, each run in a fresh process without LD_PRELOAD; writes bench/results/alloc
 
 Variants: "default" (glibc as it comes, IMGCLS_ALLOCATOR=default), "product" (what imgcls does by itself:
 providers/local/allocator.py), "tunables" (glibc's defaults changed by GLIBC_TUNABLES in the environment,
-what re-executing with them would give), two ablations of the product's two mallopt() settings, and two further
+what re-executing with them would give), two ablations of the product's two mallopt() settings, the product's with the mmap threshold capped
+at 32 MiB (older glibcs refuse more), and two further
 settings tried on top of it (one malloc arena; a 256 MiB top pad).
 The machine may be shared: each variant runs `--repeat` times, interleaved, and medians are reported, of
 wall seconds and of CPU seconds (user + system) per step, which other people's load barely moves.
@@ -34,6 +35,10 @@ VARIANTS = {  # name -> (environment additions, mallopt calls the child makes it
                  []),
     "mmap-threshold-only": ({"IMGCLS_ALLOCATOR": "default"}, [(-3, HUGE)]),
     "trim-threshold-only": ({"IMGCLS_ALLOCATOR": "default"}, [(-1, HUGE)]),
+    # what an older glibc would allow: it refuses mmap thresholds above 32 MiB (HEAP_MAX_SIZE / 2)
+    "capped-32m+trim": ({"IMGCLS_ALLOCATOR": "default"}, [(-3, 32 << 20), (-1, HUGE)]),
+    # the fallback for those: no mmap at all (M_MMAP_MAX 0) and no trimming
+    "mmap-max-0+trim": ({"IMGCLS_ALLOCATOR": "default"}, [(-4, 0), (-1, HUGE)]),
     "product+arena-max-1": ({}, [(-8, 1)]),
     "product+top-pad-256m": ({}, [(-2, 256 << 20)]),
 }

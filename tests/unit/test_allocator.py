@@ -77,6 +77,31 @@ def test_a_preloaded_allocator_is_left_alone(tmp_path):
     assert allocator._preloaded(str(tmp_path / "no-proc")) is None  # macOS: no /proc
 
 
+def test_a_glibc_that_refuses_a_high_mmap_threshold_gets_no_mmap_instead(monkeypatch):
+    class Mallopt:  # a callable that takes ctypes' argtypes/restype like a C function does
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, param, value):
+            self.calls.append((param, value))
+            return 0 if param == allocator.M_MMAP_THRESHOLD and value > 32 * MiB else 1
+
+    class OldGlibc:
+        gnu_get_libc_version = object()
+
+        def __init__(self):
+            self.mallopt = Mallopt()
+
+    libc = OldGlibc()
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(allocator, "_preloaded", lambda: None)
+    monkeypatch.setattr(allocator, "_active", None)
+    monkeypatch.delenv(allocator.OPT_OUT, raising=False)
+    assert allocator.configure() == "glibc-tuned"
+    assert libc.mallopt.calls == [(allocator.M_MMAP_THRESHOLD, allocator.THRESHOLD), (allocator.M_MMAP_MAX, 0),
+                                  (allocator.M_TRIM_THRESHOLD, allocator.THRESHOLD)]
+
+
 @pytest.mark.parametrize("libc", ["no C library by that call", "musl", "macOS"])
 def test_without_glibc_the_path_is_default_and_nothing_breaks(monkeypatch, libc):
     class Musl:  # musl has a mallopt that does nothing, and no gnu_get_libc_version

@@ -16,6 +16,7 @@ from pathlib import Path
 # mallopt() parameters, from glibc's <malloc.h>
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 # mallopt() takes an int: 2 GiB - 1 is the largest threshold it can be given. Blocks above it are rare
 # and still mapped afresh; everything a CNN training step allocates stays below.
 THRESHOLD = 2**31 - 1
@@ -53,10 +54,12 @@ def _configure() -> str:
         return "default"
     libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     libc.mallopt.restype = ctypes.c_int
-    # mallopt returns 1 on success; older glibcs refuse an mmap threshold above 32 MiB (HEAP_MAX_SIZE / 2)
-    # and then keep their dynamic one, so the path is only "tuned" when both settings took.
-    ok = libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD) == 1
-    return "glibc-tuned" if ok else "default"
+    # mallopt returns 1 on success. Older glibcs refuse an mmap threshold above 32 MiB (HEAP_MAX_SIZE / 2),
+    # too low: a batch of 32 has activations of 50-150 MiB (measured: as many page faults as untuned).
+    # Then no mmap at all (M_MMAP_MAX 0) does the same here (bench: "mmap-max-0+trim").
+    no_fresh_maps = libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) == 1 or libc.mallopt(M_MMAP_MAX, 0) == 1
+    kept = libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD) == 1
+    return "glibc-tuned" if no_fresh_maps and kept else "default"
 
 
 def _preloaded(maps_file: str = "/proc/self/maps") -> str | None:
