@@ -56,7 +56,8 @@ def _configure() -> str:
     libc.mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success. Older glibcs refuse an mmap threshold above 32 MiB (HEAP_MAX_SIZE / 2),
     # too low: a batch of 32 has activations of 50-150 MiB (measured: as many page faults as untuned).
-    # Then no mmap at all (M_MMAP_MAX 0) does the same here (bench: "mmap-max-0+trim").
+    # Then no mmap at all (M_MMAP_MAX 0): on glibc 2.36 it gives the same page faults and kernel time per
+    # step as the raised threshold (bench/results/allocator-ablations.json, "mmap-max-0+trim").
     no_fresh_maps = libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD) == 1 or libc.mallopt(M_MMAP_MAX, 0) == 1
     kept = libc.mallopt(M_TRIM_THRESHOLD, THRESHOLD) == 1
     return "glibc-tuned" if no_fresh_maps and kept else "default"
