@@ -5,9 +5,6 @@ PY     := $(VENV)/bin/python
 IMGCLS := $(VENV)/bin/imgcls
 DEMO   := -c configs/local.yaml
 
-# torch on glibc malloc measured 3x slower here; use tcmalloc when Debian's libtcmalloc-minimal4 is installed.
-export LD_PRELOAD := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
-
 .PHONY: install demo test bench lint clean
 
 # The stamp files make set-up idempotent: pip runs again only when pyproject.toml changes.
@@ -31,6 +28,8 @@ test: $(VENV)/.stamp-all+dev
 
 bench: $(VENV)/.stamp-all+dev
 	$(PY) bench/bench_startup.py
+	$(PY) bench/bench_allocator.py
+	$(PY) bench/bench_scoring.py
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_compare.py
 

@@ -3,8 +3,9 @@ latency on a train/ + test/ folder dataset; writes bench/results/local.json.
 
     python bench/bench_local.py --data /work/shared/datasets/flowers-dev --presets quick,best
 
-Each training runs in a child process (under tcmalloc when the library is installed) that reports
-its own peak RSS; the parent measures prediction and serving and never imports torch.
+Each training runs in a child process, as a plain pip install runs it (no LD_PRELOAD: the engine tunes
+glibc's malloc itself), that reports its own peak RSS; the parent measures prediction and serving and
+never imports torch.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 TARGETS = {"quick": {"accuracy": 0.88, "train_seconds_cold": 120, "train_seconds_cached": 20},
            "best": {"accuracy": 0.93, "train_minutes": 15, "peak_rss_gib": 4},
            "predict_images_per_second": 150, "endpoint_p50_ms": 50}
@@ -63,9 +63,7 @@ def child_train(preset: str, data: Path, workdir: Path, cache_dir: Path, budget:
 
 
 def run_child(preset: str, data: Path, workdir: Path, cache_dir: Path, budget: float) -> dict:
-    env = dict(os.environ)
-    if Path(TCMALLOC).exists() and "tcmalloc" not in env.get("LD_PRELOAD", ""):
-        env["LD_PRELOAD"] = TCMALLOC
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     began = time.monotonic()
     out = subprocess.run([sys.executable, __file__, "--child", preset, str(data), str(workdir), str(cache_dir),
                           str(budget)], env=env, stdout=subprocess.PIPE, check=True, text=True)

@@ -104,6 +104,10 @@ class PredictConfig(Section):
     thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict, description="Per-label thresholds overriding `threshold`.")
     top_k: int = Field(5, ge=1)
+    concurrency: int | None = Field(None, ge=1, le=64, description="Scoring requests in flight at once against a "
+                                    "cloud endpoint; unset: the provider's default (`imgcls providers`).")
+    requests_per_second: float | None = Field(None, gt=0, description="At most this many scoring requests started "
+                                              "per second; unset: the vendor's documented quota.")
 
 
 class RunConfig(Section):

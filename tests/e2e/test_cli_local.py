@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import pytest
 from tests.conftest import make_dataset
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+# the allocator path a training process reports (providers/local/allocator.py)
+ALLOCATOR = ("glibc-tuned" if platform.libc_ver()[0] == "glibc" else "default") if not ENV.get("LD_PRELOAD") else None
 
 
 def imgcls(*args, cwd, check_code=None):
@@ -115,6 +118,7 @@ def test_no_wait_trains_in_the_background_and_status_sees_it(tmp_path):
     assert state == "succeeded"
     out = json.loads(imgcls("--json", "train", "-c", str(cfg), "--run", run, cwd=tmp_path, check_code=0).stdout)
     assert out["train"]["status"] == "succeeded" and Path(out["train"]["model_id"], "model.onnx").exists()
+    assert out["train"]["extra"]["allocator"] == ALLOCATOR or ALLOCATOR is None  # the worker's own process
 
 
 def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
@@ -134,6 +138,7 @@ def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
     run = ckpt.parent.parent.name
     out = json.loads(imgcls("--json", "train", "-c", str(cfg), "--run", run, cwd=tmp_path, check_code=0).stdout)
     assert out["run"] == run and out["train"]["status"] == "succeeded"
+    assert out["train"]["extra"]["allocator"] == ALLOCATOR or ALLOCATOR is None
     status = json.loads((ckpt.parent / "status.json").read_text())
     assert status["resumed"] and status["start_epoch"] >= 1 and status["epochs"] > status["start_epoch"]
 

@@ -154,6 +154,43 @@ def test_int8_export_is_used_and_agrees_with_fp32(quick):
     assert np.mean(fp32.argmax(1) == q.argmax(1)) >= 0.9 and np.abs(fp32 - q).max() < 0.2
 
 
+def test_int8_model_quantizes_the_backbone_and_keeps_probabilities_in_float(quick):
+    onnx = pytest.importorskip("onnx")
+    artifact = quick[1]
+    int8 = OnnxClassifier(artifact)
+    assert int8.precision == "int8"
+    probs = int8.predict_images([p for p, _, _ in items("test", 6)])
+    assert np.abs(probs.sum(1) - 1).max() < 1e-5  # a quantized softmax summed to 0.992
+    on_grid = np.isclose(probs * 255, np.round(probs * 255), rtol=0, atol=1e-3)
+    assert on_grid.mean() < 0.05  # a quantized softmax put every score on the 1/255 grid
+    graph = onnx.load(str(artifact / "model.int8.onnx")).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    # the INT8 speed-up: every convolution still reads quantized activations and weights
+    assert convs and all(producer.get(node.input[0]) == producer.get(node.input[1]) == "DequantizeLinear"
+                         for node in convs)
+    assert producer[graph.output[0].name] == "Softmax"
+
+
+@pytest.mark.parametrize("activation", ["Softmax", "Sigmoid"])
+def test_the_float_head_is_everything_after_the_global_pooling(activation):
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from imgcls.providers.local.export import head_nodes
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("ReduceMean", ["r"], ["pooled"], name="pool", axes=[2, 3], keepdims=0),
+             helper.make_node("Sub", ["pooled", "mean"], ["centred"], name="sub"),
+             helper.make_node("Mul", ["centred", "scale"], ["scaled"], name="mul"),
+             helper.make_node("Gemm", ["scaled", "fc_w", "fc_b"], ["logits"], name="fc", transB=1),
+             helper.make_node(activation, ["logits"], ["probabilities"], name="act")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])])
+    assert sorted(head_nodes(helper.make_model(graph))) == ["act", "fc", "mul", "sub"]
+
+
 def test_onnx_agrees_with_torch_on_a_real_image(quick):
     workdir, artifact, _ = quick
     model, _ = load_model(workdir)

@@ -50,6 +50,10 @@ class Limits:
     max_predict_bytes: int | None = None       # one prediction request's payload
     max_batch_images: int | None = None        # per upload request
     max_label_length: int | None = None
+    # Online scoring: requests in flight at once, and started per second (the vendor's documented quota).
+    # predict.concurrency / predict.requests_per_second in the config override both.
+    predict_concurrency: int = 1
+    predict_requests_per_second: float | None = None
 
 
 # -- results: plain values every layer hands on; the same JSON under --json ---------------------
@@ -227,23 +231,51 @@ class Provider(ABC):
             time.sleep(sleep)
             interval = min(interval * 1.5, self.poll_interval)
 
+    def scoring_batch(self) -> int:
+        """Images per score() call: a cloud provider's images per request, so that score_all's
+        concurrency is the number of requests in flight."""
+        return 16
+
+    def scoring_concurrency(self) -> tuple[int, float | None]:
+        """(score() calls in flight, request starts per second): the config's, else the provider's Limits."""
+        predict = self.config.predict
+        return (predict.concurrency or self.limits.predict_concurrency,
+                predict.requests_per_second or self.limits.predict_requests_per_second)
+
+    def pace(self) -> None:
+        """Called by a provider before each scoring request: waits for its turn under the rate limit."""
+        pacer = getattr(self, "_pacer", None)
+        if pacer is not None:
+            pacer.wait()
+
     def score_all(self, images: list[bytes], names: list[str], labels: list[str],
-                  batch: int = 16) -> np.ndarray:
-        """Scores as an (n, L) matrix in `labels` order; a label the model never returned scores 0."""
+                  batch: int | None = None) -> np.ndarray:
+        """Scores as an (n, L) matrix in `labels` order; a label the model never returned scores 0.
+
+        Chunks of `scoring_batch()` images are scored by up to `scoring_concurrency()` threads at once;
+        the rows keep the input order whatever order the answers arrive in."""
         import numpy as np
 
+        from .scoring import Pacer, in_order
+
+        batch = batch or self.scoring_batch()
+        workers, rate = self.scoring_concurrency()
+        self._pacer = Pacer(rate)
         out = np.zeros((len(images), len(labels)), dtype=np.float64)
         index = {l: i for i, l in enumerate(labels)}
-        for start in range(0, len(images), batch):
-            chunk = self.score(images[start:start + batch], names[start:start + batch])
-            if len(chunk) != len(images[start:start + batch]):
-                raise ProviderError(f"{self.name} returned {len(chunk)} predictions for "
-                                    f"{len(images[start:start + batch])} images")
-            for row, scores in enumerate(chunk, start):
+        starts = range(0, len(images), batch)
+        done = 0
+        for k, chunk in in_order(lambda k: self.score(images[starts[k]:starts[k] + batch],
+                                                      names[starts[k]:starts[k] + batch]), len(starts), workers):
+            sent = len(images[starts[k]:starts[k] + batch])
+            if len(chunk) != sent:
+                raise ProviderError(f"{self.name} returned {len(chunk)} predictions for {sent} images")
+            for row, scores in enumerate(chunk, starts[k]):
                 for label, s in scores.items():
                     if label in index:
                         out[row, index[label]] = float(s)
-            self.progress.advance("scoring", min(start + batch, len(images)), len(images))
+            done += sent
+            self.progress.advance("scoring", done, len(images))
         return out
 
 

@@ -12,6 +12,7 @@ import json
 import random
 import secrets
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -326,6 +327,8 @@ def _score_one(model: Any, item: Any) -> dict:
 
 
 def score(fake: Any, request: Request) -> Response:
+    latency = fake.prediction_latency  # a deployment's time to answer; requests overlap in it
+    time.sleep(latency() if callable(latency) else latency)
     parts = request.path.strip("/").split("/")
     name = parts[1] if len(parts) > 1 else ""
     endpoint = fake.state.endpoints.get(name)

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.credentials import AccessToken
@@ -99,6 +100,8 @@ class FakeAzureML:
         self.lro_polls = lro_polls
         self.poll_seconds = poll_seconds
         self.trials = trials
+        # seconds each scoring request takes to answer (or a function returning them, for jitter)
+        self.prediction_latency: float | Callable[[], float] = 0.0
         self._failures: list[str] = []
         self._failures_lock = threading.Lock()
         self._host, self._port = host, port

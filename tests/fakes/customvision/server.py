@@ -323,6 +323,9 @@ class FakeCustomVision:
         # sha256 of image bytes -> the per-image status to answer for them (e.g. "ErrorImageFormat"):
         # a file the service's decoder refuses although the client's own checks accept it.
         self.refuse_images: dict[str, str] = {}
+        # seconds each prediction takes to answer (or a function returning them, for jitter); spent
+        # outside the fake's lock, so concurrent predictions overlap as on the service
+        self.prediction_latency: float | Callable[[], float] = 0.0
         self._routes = training.ROUTES + images.ROUTES + export.ROUTES + prediction.ROUTES
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
@@ -379,6 +382,9 @@ class FakeCustomVision:
             if route.method != request.method:
                 continue
             self._check_key(route.api, request)
+            if route.api == "prediction":
+                latency = self.prediction_latency
+                time.sleep(latency() if callable(latency) else latency)
             if not route.locked:
                 return route.handler(self, request, **match.groupdict())
             with self.lock:

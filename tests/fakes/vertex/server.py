@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -129,6 +130,8 @@ class FakeVertex:
         self.requests: list[Logged] = []
         self.unhandled: list[str] = []  # "METHOD path" of requests no route knew: a fake gap
         self.crashes: list[str] = []  # tracebacks of handler bugs, answered as HTTP 500
+        # seconds each online prediction takes to answer (or a function returning them, for jitter)
+        self.prediction_latency: float | Callable[[], float] = 0.0
         self._routes = [(method, re.compile(pattern), handler) for method, pattern, handler in
                         self.gcs.routes() + datasets.routes(PROJECT_PATH)
                         + training.routes(PROJECT_PATH) + serving.routes(PROJECT_PATH)
@@ -229,6 +232,10 @@ class FakeVertex:
                                 {"Content-Type": "application/json; charset=UTF-8", **rule.headers})
         if self.hooks.fire("before", req.method, req.path):
             return None                                  # dropped: the connection closes unanswered
+        if req.method == "POST" and req.path.endswith(":predict"):
+            # a model server's time to answer, outside the state lock: concurrent predictions overlap
+            latency = self.prediction_latency
+            time.sleep(latency() if callable(latency) else latency)
         response = self._route(req)
         logged.status = response.status
         self.hooks.fire("after", req.method, req.path)

@@ -34,7 +34,11 @@ class AzureMLProvider(Provider):
         extra="azureml")
     # AutoML for images: at least 2 classes; small data trains but the docs advise 10+ per class.
     limits = Limits(min_images_per_label=10, formats=("jpeg", "png", "bmp", "gif", "tiff", "webp"),
-                    max_predict_bytes=100 * 1024 * 1024)
+                    max_predict_bytes=100 * 1024 * 1024,
+                    # Azure ML quotas: 500 requests per second per online endpoint. Requests beyond what the
+                    # deployment's instances take at once queue there, then come back 429, which the client
+                    # retries honouring Retry-After (raise azureml.instance_count for more throughput).
+                    predict_concurrency=8, predict_requests_per_second=500.0)
     poll_interval = 30.0
     # The project's cluster serves every run that finds it: `down` of the run that created it hands it
     # to a run still using it, and the last one's `down` deletes it.
@@ -206,6 +210,9 @@ class AzureMLProvider(Provider):
 
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
         return self.serving.score(images, names)
+
+    def scoring_batch(self) -> int:
+        return self.config.azureml.predict_batch  # one request each, unless 4 MB needs more
 
     # -- down -------------------------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:

@@ -93,6 +93,7 @@ class Serving:
         for chunk in self._batches(images):
             body = {"input_data": {"columns": ["image"], "index": list(range(len(chunk))),
                                    "data": [base64.b64encode(data).decode("ascii") for data in chunk]}}
+            self.provider.pace()
             answer = self.client.score(uri, key, deployment, body)
             if not isinstance(answer, list) or len(answer) != len(chunk):
                 raise ProviderError(f"the endpoint answered {type(answer).__name__} for {len(chunk)} images, "

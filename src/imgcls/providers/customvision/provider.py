@@ -37,7 +37,11 @@ class CustomVisionProvider(Provider):
     limits = Limits(min_images_per_label=5, max_labels=500, max_images=100_000,
                     formats=("jpeg", "png", "bmp", "gif"), max_file_bytes=6 * 1024 * 1024,
                     downscales_large_files=True, min_side=256, max_side=10_240,
-                    max_predict_bytes=MAX_PREDICT_BYTES, max_batch_images=64, max_label_length=256)
+                    max_predict_bytes=MAX_PREDICT_BYTES, max_batch_images=64, max_label_length=256,
+                    # "prediction operations without storage": 20 per second on S0 (2 on F0: set
+                    # predict.requests_per_second: 2); one image per request, so 8 in flight keep 20/s
+                    # going up to 400 ms a request
+                    predict_concurrency=8, predict_requests_per_second=20.0)
     poll_interval = 10.0
 
     @classmethod
@@ -260,9 +264,13 @@ class CustomVisionProvider(Provider):
             if fitted is not data:
                 self.progress.log(f"{name}: re-encoded to {len(fitted) / 1e6:.1f} MB for Custom Vision's "
                                   "4 MB prediction limit")
+            self.pace()
             out.append({label_of.get(tid, tag): p
                         for tid, tag, p in self.client.classify(pub["project_id"], pub["id"], fitted)})
         return out
+
+    def scoring_batch(self) -> int:
+        return 1  # the prediction API takes one image per request
 
     # -- export -----------------------------------------------------------------------------------
     def export(self, model: TrainResult, dest: Path) -> list[Path]:

@@ -6,10 +6,13 @@ import io
 import math
 
 from imgcls.errors import MissingDependency
+from imgcls.providers.local import allocator
 from imgcls.providers.local.backbone import BACKBONES
 from imgcls.providers.local.preprocess import Preprocessing
 from imgcls.runs import atomic_write
 
+# Every torch module of the engine imports torch from here: tune malloc before torch allocates anything.
+allocator.configure()
 try:
     import torch
     from torch import nn

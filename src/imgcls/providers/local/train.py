@@ -2,8 +2,7 @@
 and temperature chosen by cross-validation; `best` starts from that head and fine-tunes the network
 (finetune.py) with early stopping on the validation split, then calibrates on that split.
 
-Run it under tcmalloc (LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4, Debian package
-libtcmalloc-minimal4): torch on glibc malloc measured 2-4x slower here. `allocator` in the result says.
+`allocator` in the result names the C allocator path in effect (allocator.py tunes glibc's malloc).
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from imgcls.errors import DataError, UsageError
+from imgcls.providers.local import allocator
 from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
 from imgcls.providers.local.finetune import BEST, average_weights, finetune
 from imgcls.providers.local.model import (
@@ -61,7 +61,7 @@ def train(train_items, val_items, labels, *, multilabel: bool, preset: str, budg
     cfg = QUICK if preset == "quick" else BEST
     torch.manual_seed(seed)
     summary = {"backbone": cfg["backbone"], "preset": preset, "n_train": len(train_items),
-               "n_val": len(val_items), "allocator": allocator(), "resumed": False, "epochs": 0,
+               "n_val": len(val_items), "allocator": allocator.configure(), "resumed": False, "epochs": 0,
                "cache_hits": 0, "cache_misses": 0}
     if preset == "best":
         return _train_best(train_items, val_items, labels, multilabel, budget_minutes * 60, workdir, cache_dir,
@@ -198,13 +198,6 @@ def encode_targets(items, labels, multilabel: bool) -> np.ndarray:
         else:
             out[row] = index[item_labels[0]]
     return out
-
-
-def allocator() -> str:
-    try:
-        return "tcmalloc" if "tcmalloc" in Path("/proc/self/maps").read_text() else "glibc"
-    except OSError:
-        return "unknown"
 
 
 def cached_features(items, backbone: str, cache_dir: Path, progress, counts: dict) -> np.ndarray:

@@ -44,7 +44,10 @@ class VertexProvider(Provider):
     # https://cloud.google.com/vertex-ai/docs/image-data/classification/prepare-data
     limits = Limits(min_images_per_label=10, max_labels=5000, max_images=1_000_000,
                     formats=("jpeg", "gif", "png", "bmp", "ico"), max_file_bytes=30 * 1024 * 1024,
-                    max_predict_bytes=1_500_000, max_label_length=128)
+                    max_predict_bytes=1_500_000, max_label_length=128,
+                    # https://cloud.google.com/vertex-ai/docs/quotas: 30,000 online prediction requests
+                    # per minute per region
+                    predict_concurrency=8, predict_requests_per_second=500.0)
     poll_interval = 30.0
 
     @classmethod
@@ -217,6 +220,7 @@ class VertexProvider(Provider):
         labels = self.run.step("import")["labels"]
         out: list[dict[str, float] | None] = [None] * len(images)
         for group in payload.requests(images, self.settings.predict_instances):
+            self.pace()
             predictions = self.client.predict(endpoint["id"], [{"content": c} for _, c in group],
                                               bodies.predict_parameters(len(labels)))
             if len(predictions) != len(group):
@@ -224,6 +228,9 @@ class VertexProvider(Provider):
             for (i, _), p in zip(group, predictions):
                 out[i] = {n: float(c) for n, c in zip(p.get("displayNames", []), p.get("confidences", []))}
         return out
+
+    def scoring_batch(self) -> int:
+        return self.settings.predict_instances  # one request each, unless re-encoded images need more
 
     def _serving(self) -> dict | None:
         res = self.run.resource("endpoint")
