@@ -16,17 +16,12 @@ import pytest
 
 from imgcls.runs import Run, list_runs
 from tests.conftest import make_dataset, make_image
-
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+from tests.e2e.test_cli_local import ENV
+from tests.e2e.test_cli_local import imgcls as _imgcls
 
 
 def imgcls(*args, cwd, code=0):
-    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=ENV, timeout=300)
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
-    if code is not None:
-        assert proc.returncode == code, (proc.stdout[-2000:], proc.stderr[-2000:])
-    return proc
+    return _imgcls(*args, cwd=cwd, check_code=code)
 
 
 def jimgcls(*args, cwd, code=0) -> dict:
