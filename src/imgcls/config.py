@@ -27,6 +27,8 @@ from pydantic import (
 from . import safeyaml
 from .errors import ConfigError, UsageError
 
+INTERNAL_FIELDS = ("base_dir", "from_run")   # RunConfig fields imgcls sets itself; not keys of a config file
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -218,6 +220,10 @@ def parse_config(text: str, filename: str = "<config>", overrides: list[str] = (
     if not isinstance(data, dict):
         raise ConfigError(f"{filename}:1: the config must be a mapping of keys, not {type(data).__name__}")
     lines = _line_map(node)
+    for internal in INTERNAL_FIELDS:     # set by imgcls, never by a file
+        if internal in data:
+            raise ConfigError(f"{filename}:{lines.get((internal,), 1)}: unknown key '{internal}'",
+                              hint="remove it; see `imgcls config schema` for every key")
     data = _expand(data, (), filename, lines)
     from .overrides import apply_override
     for item in overrides:
@@ -340,7 +346,7 @@ def _closest(path: tuple) -> str | None:
     from .providers import registry
     model: type[BaseModel] = composed(sections_of({path[0]: None})) if path else RunConfig
     if len(path) == 1:  # a top-level key: a neutral section, or any installed provider's section
-        names = [n for n in RunConfig.model_fields if n not in ("base_dir", "from_run")] + registry.names()
+        names = [n for n in RunConfig.model_fields if n not in INTERNAL_FIELDS] + registry.names()
         match = difflib.get_close_matches(str(path[0]), names, n=1, cutoff=0.5)
         return match[0] if match else None
     for part in path[:-1]:
@@ -349,7 +355,7 @@ def _closest(path: tuple) -> str | None:
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return None
         model = ann
-    names = [n for n in model.model_fields if n != "base_dir"]
+    names = [n for n in model.model_fields if n not in INTERNAL_FIELDS]
     match = difflib.get_close_matches(str(path[-1]), names, n=1, cutoff=0.5)
     return ".".join([*map(str, path[:-1]), match[0]]) if match else None
 
@@ -360,7 +366,8 @@ def schema() -> dict:
     from .providers import registry
     s = composed(tuple(n for n in registry.names() if _loads(n))).model_json_schema()
     s["$defs"]["DatasetConfig"]["properties"]["format"]["enum"] = ["auto", *formats.names()]
-    s.get("properties", {}).pop("base_dir", None)
+    for internal in INTERNAL_FIELDS:
+        s.get("properties", {}).pop(internal, None)
     s["title"] = "imgcls run config"
     return s
 

@@ -134,3 +134,11 @@ def test_example_configs_are_valid(monkeypatch):
         monkeypatch.setenv(var, "x")
     for path in configs:
         load_config(path)
+
+
+@pytest.mark.parametrize("key", ["from_run", "base_dir"])
+def test_fields_imgcls_sets_itself_are_not_keys_of_a_config_file(tmp_path, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: x\n{key}: something\ndataset: {{source: d}}\n")
+    with pytest.raises(ConfigError, match=f"c.yaml:2: unknown key '{key}'"):
+        load_config(path)
