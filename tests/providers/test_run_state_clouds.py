@@ -23,6 +23,8 @@ from tests.conftest import make_dataset
 REPO = Path(__file__).resolve().parents[2]
 PUBLISH = r"/training/projects/[^/]+/iterations/[^/]+/publish$"
 TRAIN = r"/training/projects/[^/]+/train$"
+UPLOAD = r"/training/projects/[^/]+/images/files$"
+TAG = r"/training/projects/[^/]+/tags$"
 
 
 def run_killed(fake, args: list[str], env: dict, cwd: Path, method: str, path: str, when: str) -> str:
@@ -162,6 +164,32 @@ def test_customvision_kill_after_training_starts_in_the_users_project(cv, tmp_pa
     down = api.down(cfg, run.id)
     assert mine in {r["id"] for r in down["deleted"] if r["kind"] == "iteration"}
     assert snapshot(cv, project_id) == theirs                          # the user's iterations, images, tags
+
+
+@pytest.mark.parametrize("then", ["resume", "down"])
+@pytest.mark.parametrize("killed_at", [UPLOAD, TAG])
+def test_customvision_kill_after_an_upload_or_a_tag_leaves_nothing_in_the_users_project(cv, tmp_path, killed_at,
+                                                                                         then):
+    project_id = users_project(cv, tmp_path, iterations=0)
+    theirs = snapshot(cv, project_id)
+    # 'blue' is the tag the run creates; 'red' and 'green' are the user's
+    data = make_dataset(tmp_path / "data", {"red": 8, "green": 8, "blue": 8}, size=(64, 48))
+    cfg_path = cv_config(tmp_path, data, f"customvision: {{project_id: {project_id}}}\n")
+    # the service stored the images (or made the tag); its answer never reached the CLI
+    run_killed(cv, ["dataset-import", "-c", str(cfg_path)], dict(os.environ), tmp_path, "POST", killed_at, "after")
+    run = only_run(tmp_path)
+    assert sorted(t.name for t in cv.state.projects[project_id].tags.values()) == ["blue", "green", "red"]
+    if killed_at == UPLOAD:
+        assert set(cv.state.projects[project_id].images) - set(theirs["images"])
+    cfg = api.load(cfg_path)
+
+    if then == "resume":
+        _, ref = api.import_dataset(cfg, run.id)                       # `imgcls dataset-import --run ID`
+        added = set(cv.state.projects[project_id].images) - set(theirs["images"])
+        assert len(added) == ref.extra["uploaded"] == 18               # sent again, not stored twice
+        assert len(cv.state.projects[project_id].tags) == 3            # 'blue' found again, not made twice
+    api.down(cfg, run.id)
+    assert snapshot(cv, project_id) == theirs                          # the user's images and tags, only
 
 
 def test_customvision_project_at_its_iteration_limit_is_refused_not_pruned(cv, tmp_path):

@@ -169,14 +169,33 @@ class Client:
         self.call("deleting a tag", self.trainer.delete_tag, project_id, tag_id)
 
     # -- images -----------------------------------------------------------------------------------
-    def upload(self, project_id: str, entries: list[tuple[str, bytes, list[str]]]) -> list[dict]:
-        """One batch of (name, bytes, tag ids): per image, in order, {name, status, image_id}."""
+    def upload(self, project_id: str, entries: list[tuple[str, bytes, list[str]]],
+               metadata: dict[str, str] | None = None) -> list[dict]:
+        """One batch of (name, bytes, tag ids), `metadata` set on every image it creates: per image, in
+        order, {name, status, image_id}."""
         batch = tm.ImageFileCreateBatch(images=[tm.ImageFileCreateEntry(name=n, contents=c, tag_ids=t)
-                                                for n, c, t in entries])
+                                                for n, c, t in entries], metadata=metadata or None)
         summary = self.call(f"uploading {len(entries)} images", self.trainer.create_images_from_files,
                             project_id, batch)
         return [{"name": r.source_url, "status": r.status, "image_id": r.image.id if r.image else None}
                 for r in summary.images]
+
+    def images(self, project_id: str) -> list[dict]:
+        """Every image of the project, tagged and untagged: {id, created, metadata}."""
+        out = []
+        while True:
+            page = self.call("listing images", self.trainer.get_images, project_id, take=MAX_IDS_PER_CALL,
+                             skip=len(out))
+            out += [_image(i) for i in page]
+            if len(page) < MAX_IDS_PER_CALL:
+                return out
+
+    def images_by_ids(self, project_id: str, image_ids: list[str]) -> list[dict]:
+        out = []
+        for start in range(0, len(image_ids), MAX_IDS_PER_CALL):
+            out += [_image(i) for i in self.call("reading images", self.trainer.get_images_by_ids, project_id,
+                                                 image_ids=image_ids[start:start + MAX_IDS_PER_CALL])]
+        return out
 
     def tag_images(self, project_id: str, pairs: list[tuple[str, str]]) -> None:
         for start in range(0, len(pairs), 128):
@@ -295,6 +314,10 @@ def _iteration(i) -> dict:
             "exportable_to": list(i.exportable_to or []),
             "created": i.created.isoformat() if i.created else None,
             "trained_at": i.trained_at.isoformat() if i.trained_at else None}
+
+
+def _image(i) -> dict:
+    return {"id": i.id, "created": i.created.isoformat() if i.created else None, "metadata": i.metadata or {}}
 
 
 def _export(e) -> dict:

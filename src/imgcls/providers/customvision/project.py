@@ -112,11 +112,16 @@ def ensure_tags(client: Client, run: Run, project: dict, labels: list[str]) -> d
     def lookup() -> dict[str, str]:
         return {name.lower(): tid for name, tid in client.tags(project["id"]).items()}
 
-    existing = lookup()
+    listed = client.tags(project["id"])
+    existing = {name.lower(): tid for name, tid in listed.items()}
     record = upload_mod.load_record(run, project["id"])
+    upload_mod.settle_tags(run, record, listed)      # made by an attempt that lost the answer
     out = {}
     for label in labels:
         if label.lower() not in existing:
+            # The name before the call: a kill before the answer leaves a tag `settle_tags` finds.
+            record["tags_pending"].append(label)
+            upload_mod.save_record(run, record)
             try:
                 existing[label.lower()] = client.create_tag(
                     project["id"], label, recover=lambda label=label: lookup().get(label.lower()))
@@ -125,6 +130,7 @@ def ensure_tags(client: Client, run: Run, project: dict, labels: list[str]) -> d
                     raise
                 existing = lookup()
             record["tags_created"].append(existing[label.lower()])
+            record["tags_pending"].remove(label)
             upload_mod.save_record(run, record)
         out[label] = existing[label.lower()]
     return out

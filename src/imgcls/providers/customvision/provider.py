@@ -309,12 +309,17 @@ class CustomVisionProvider(Provider):
 
     def _delete_images(self, resource: dict) -> None:
         from . import upload as upload_mod
-        record = upload_mod.load_record(self.run, resource["project_id"])
-        self.client.delete_images(resource["project_id"], list(record["images"].values()))
+        project_id = resource["project_id"]
+        record = upload_mod.load_record(self.run, project_id)
+        # What a kill left pending: images found by the run's mark, a tag by the name the run asked for.
+        upload_mod.settle(self.client, self.run, project_id, record)
+        if record["tags_pending"]:
+            upload_mod.settle_tags(self.run, record, self.client.tags(project_id))
+        self.client.delete_images(project_id, upload_mod.image_ids(record))
         if resource.get("reused"):
             for tag_id in record["tags_created"]:
                 try:
-                    self.client.delete_tag(resource["project_id"], tag_id)
+                    self.client.delete_tag(project_id, tag_id)
                 except ProviderError as exc:
                     if status_of(exc) != 404:
                         raise
