@@ -65,6 +65,9 @@ def stop(entry: dict, grace: float = 5.0) -> bool:
         time.sleep(0.1)
     if matches(entry):
         os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace        # gone when `down` returns, not still dying
+        while time.monotonic() < deadline and matches(entry):
+            time.sleep(0.05)
     try:  # our own child (deploy and down in one process): reap it, or it lingers as a zombie
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
