@@ -44,10 +44,10 @@ def _servers(root: Path) -> list[dict]:
 def _our_processes(root: Path) -> list[psutil.Process]:
     """Every process whose command line names a folder of this test (servers, workers)."""
     found = []
-    for p in psutil.process_iter(["cmdline"]):
-        if any(str(root) in part for part in (p.info.get("cmdline") or [])) and p.pid != os.getpid():
-            if p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if any(str(root) in part for part in (p.info.get("cmdline") or [])) and p.pid != os.getpid() \
+                and p.info.get("status") != psutil.STATUS_ZOMBIE:
+            found.append(p)
     return found
 
 
