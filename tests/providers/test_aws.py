@@ -118,6 +118,18 @@ def test_named_bucket_is_used_and_left_in_place(fake, data):
     assert harness_aws.leftovers(fake, Run(run.path), [NAMED]) == []
 
 
+def test_down_keep_model_keeps_what_the_model_lives_in_and_a_later_down_removes_all(fake, data):
+    cfg = load(data)
+    run, trained = api.train(cfg)
+    assert trained.status == "succeeded"
+    kept = api.down(cfg, run.id, keep=("model",))             # exit 0: kept, not failed
+    assert kept["failed"] == [] and {k["kind"] for k in kept["kept"]} >= {"model", "project", "bucket"}
+    assert fake.state.projects and fake.state.versions            # the model and its project are still there
+    assert {r["kind"] for r in Run(run.path).live()} >= {"model", "project", "bucket"}
+    assert api.down(cfg, run.id)["failed"] == []
+    assert harness_aws.leftovers(fake, Run(run.path), [NAMED]) == []
+
+
 def test_multilabel_manifest_uses_the_class_map(fake, tmp_path):
     data = make_dataset(tmp_path / "ml", {"red": 6, "blue": 6}, size=(96, 72))
     cfg = load(data, task="multilabel")

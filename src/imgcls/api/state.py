@@ -9,6 +9,7 @@ from .. import runs as runs_mod
 from ..config import RunConfig
 from ..errors import ImgclsError, ProviderError, UsageError
 from ..progress import Progress
+from ..providers.base import StillInUse
 from ..runs import Run
 from ..runs.store import LedgerStore, now
 from .runstate import QUIET, config_fingerprint, provider_for, runs_dir, warn_damaged
@@ -184,6 +185,9 @@ def _down_one(run: Run, cfg: RunConfig | None, keep: tuple[str, ...], dry_run: b
             continue
         try:
             note = provider.delete(res)   # None, or a status such as "archived", "cancelled", "gone"
+        except StillInUse as exc:
+            out["kept"].append({**entry, "reason": exc.message})
+            continue
         except (ProviderError, OSError) as exc:
             out["failed"].append({**entry, "error": getattr(exc, "message", None) or str(exc)})
             continue

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from ..runs import Run
 
 
+class StillInUse(ProviderError):
+    """`delete` cannot remove this resource while another one of the run lives in it (a project holding a
+    model that `--keep model` keeps): `down` lists it as kept, still live in the ledger, not as failed."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     multiclass: bool = True

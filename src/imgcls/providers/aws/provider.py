@@ -13,7 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ...errors import ConfigError, DataError, ProviderError, UsageError
-from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limits, Provider, TrainResult
+from ..base import (
+    Capabilities,
+    CredentialStatus,
+    DatasetRef,
+    Deployment,
+    Limits,
+    Provider,
+    StillInUse,
+    TrainResult,
+)
 from . import settings as settings_mod
 
 MB = 1024 * 1024
@@ -303,8 +312,8 @@ class AwsProvider(Provider):
         if models and kind in ("project", "prefix", "bucket"):
             # A model that could not be deleted (still training) lives in the project and writes its output
             # under the prefix: both stay until it is gone.
-            raise ProviderError(f"{kind} {rid} is kept while the model {models[0]} is not deleted",
-                                hint=f"run `imgcls down --run {self.run.id}` again once training has finished")
+            raise StillInUse(f"{kind} {rid} stays while the model {models[0]} lives in it",
+                             hint=f"`imgcls down --run {self.run.id}` removes it with the model")
         if kind == "model":
             status = self._status(resource)
             if status == "GONE":
