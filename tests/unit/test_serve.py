@@ -40,15 +40,19 @@ def colour_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    path = tmp_path_factory.mktemp("artifact")
+def write_artifact(path):
+    """The colour model as `train` leaves a model: ONNX file, labels, preprocessing, metadata."""
     onnx.save(colour_model(), str(path / "model.onnx"))
     (path / "labels.json").write_text(json.dumps(LABELS))
     (path / "preprocessing.json").write_text(Preprocessing(size=32, resize=36).to_json())
     (path / "model.json").write_text(json.dumps({"task": "multiclass", "backbone": "toy", "preset": "quick",
                                                 "created": "2024-01-01T00:00:00+00:00"}))
     return path
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    return write_artifact(tmp_path_factory.mktemp("artifact"))
 
 
 @pytest.fixture(scope="module")

@@ -35,8 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from imgcls.providers.local.app import openapi_document
-from imgcls.providers.local.preprocess import Preprocessing
-from tests.unit.test_serve import LABELS, colour_model
+from tests.unit.test_serve import LABELS, write_artifact
 
 PEAK_LIMIT = int(1.5 * 1024**3)
 READ_TIMEOUT = 2  # seconds; short so the slow-loris tests finish quickly
@@ -76,11 +75,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    artifact = tmp_path_factory.mktemp("artifact")
-    onnx.save(colour_model(), str(artifact / "model.onnx"))
-    (artifact / "labels.json").write_text(json.dumps(LABELS))
-    (artifact / "preprocessing.json").write_text(Preprocessing(size=32, resize=36).to_json())
-    (artifact / "model.json").write_text(json.dumps({"task": "multiclass", "backbone": "toy"}))
+    artifact = write_artifact(tmp_path_factory.mktemp("artifact"))
     # Default limits (what the memory bound is promised for), except a short read timeout.
     proc = subprocess.Popen([sys.executable, "-m", "imgcls.providers.local.serve", str(artifact), "--port", "0",
                              "--read-timeout", str(READ_TIMEOUT), "--keep-alive-timeout", "2"],
