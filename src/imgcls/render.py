@@ -30,7 +30,9 @@ def render_validation(result: dict) -> None:
 def render_evaluation(run_id: str, ev) -> None:
     m = ev.metrics
     click.echo(f"run {run_id} on {ev.provider}: {m['n_images']} test images")
-    click.echo(f"  accuracy {m['accuracy']:.4f}   log loss {_f(m.get('log_loss'))}   "
+    ci = m.get("accuracy_ci95")  # absent from evaluations written before it was reported
+    interval = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+    click.echo(f"  accuracy {m['accuracy']:.4f}{interval}   log loss {_f(m.get('log_loss'))}   "
                f"at threshold {m['threshold']}: precision {_f(m['micro']['precision'])} "
                f"recall {_f(m['micro']['recall'])} f1 {_f(m['micro']['f1'])}   AuPRC {_f(m['micro'].get('auprc'))}")
     click.echo(f"  {'label':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'auprc':>6} {'support':>7}")

@@ -308,3 +308,19 @@ def test_absent_and_never_predicted_labels_agree_with_sklearn_zero_division(mult
     macro = precision_recall_fscore(y, y_pred, average="macro")
     assert macro.recall == pytest.approx(
         skm.recall_score(y, y_pred, average="macro", zero_division=0))
+
+
+def test_accuracy_comes_with_a_bootstrap_interval_that_narrows_with_more_images():
+    rng = np.random.default_rng(1)
+
+    def interval(n):
+        truth = rng.integers(0, 3, n)
+        score = np.eye(3)[np.where(rng.random(n) < 0.9, truth, (truth + 1) % 3)] * 0.8 + 0.1 / 3
+        m = evaluate_scores(np.eye(3)[truth], score, ["a", "b", "c"], multilabel=False)
+        lo, hi = m["accuracy_ci95"]
+        assert lo <= m["accuracy"] <= hi
+        return hi - lo
+
+    small, large = interval(100), interval(2500)
+    assert 0.08 < small < 0.15  # about 2 x 1.96 x sqrt(0.09 / 100) = 0.118
+    assert large < small / 3

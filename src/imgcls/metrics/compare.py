@@ -27,6 +27,21 @@ def _paired(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def bootstrap_ci(values, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of per-image `values` and its percentile (1 - alpha) bootstrap interval,
+    from `n_boot` resamples of the images with replacement. The same seed gives the same interval."""
+    if n_boot < 1 or not 0 < alpha < 1:
+        raise ValueError("need n_boot >= 1 and 0 < alpha < 1")
+    d = np.asarray(values, dtype=float).ravel()
+    if d.size == 0:
+        raise DataError("no images to resample")
+    rng = np.random.default_rng(seed)
+    means = [d[rng.integers(0, d.size, (min(_BOOT_CHUNK, n_boot - start), d.size))].mean(axis=1)
+             for start in range(0, n_boot, _BOOT_CHUNK)]
+    lo, hi = np.quantile(np.concatenate(means), [alpha / 2, 1 - alpha / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+
 def paired_bootstrap_ci(correct_a, correct_b, n_boot: int = 2000, alpha: float = 0.05,
                         seed: int = 0) -> tuple[float, float, float]:
     """(diff, lo, hi): accuracy(a) - accuracy(b) and its percentile (1 - alpha) interval.
@@ -35,15 +50,8 @@ def paired_bootstrap_ci(correct_a, correct_b, n_boot: int = 2000, alpha: float =
     so shared mistakes cancel and the interval is narrower than two independent ones would be.
     The same seed gives the same interval.
     """
-    if n_boot < 1 or not 0 < alpha < 1:
-        raise ValueError("need n_boot >= 1 and 0 < alpha < 1")
     a, b = _paired(correct_a, correct_b)
-    d = a.astype(float) - b.astype(float)
-    rng = np.random.default_rng(seed)
-    means = [d[rng.integers(0, d.size, (min(_BOOT_CHUNK, n_boot - start), d.size))].mean(axis=1)
-             for start in range(0, n_boot, _BOOT_CHUNK)]
-    lo, hi = np.quantile(np.concatenate(means), [alpha / 2, 1 - alpha / 2])
-    return float(d.mean()), float(lo), float(hi)
+    return bootstrap_ci(a.astype(float) - b.astype(float), n_boot, alpha, seed)
 
 
 def _binomial_two_sided(k: int, n: int) -> float:
