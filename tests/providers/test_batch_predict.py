@@ -123,8 +123,12 @@ def test_azureml_kill_after_the_endpoint_is_asked_for_is_reconciled_and_down_lea
         assert (entry["id"], entry["status"]) == (entry["name"], "active")
         assert list(fake.state.batch_endpoints) == [entry["name"]] and len(fake.state.batch_deployments) == 1
 
+        kept = api.down(cfg, run.id, keep=("batch_endpoint",))               # as for any other kind
+        assert [r["kind"] for r in kept["kept"]] == ["batch_endpoint"]
+        assert "batch_deployment" in {r["kind"] for r in kept["deleted"]}
+        assert list(fake.state.batch_endpoints) == [entry["name"]] and fake.state.batch_deployments == {}
         result = api.down(cfg, run.id)
-        assert {"batch_endpoint", "batch_deployment", "job"} <= {r["kind"] for r in result["deleted"]}
+        assert [r["kind"] for r in result["deleted"]] == ["batch_endpoint"]
         assert fake.state.batch_endpoints == {} and fake.state.batch_deployments == {}
         assert harness_azureml.leftovers(fake, Run(run.path)) == []
 
