@@ -103,7 +103,7 @@ def test_batch_predictions_equal_online_ones_each_image_once(harness, tmp_path):
     assert harness.leftovers(Run(run.path)) == []
 
 
-def test_azureml_kill_after_the_endpoint_is_asked_for_is_reconciled_and_down_leaves_nothing(tmp_path, monkeypatch):
+def test_azureml_kill_after_the_endpoint_is_asked_for_then_down_finds_it_and_leaves_nothing(tmp_path, monkeypatch):
     from tests.contract import harness_azureml
 
     with harness_azureml.start(tmp_path, monkeypatch) as h:
@@ -117,16 +117,17 @@ def test_azureml_kill_after_the_endpoint_is_asked_for_is_reconciled_and_down_lea
         (entry,) = [r for r in Run(run.path).ledger["resources"] if r["kind"] == "batch_endpoint"]
         assert entry["status"] == "pending" and entry["name"] in fake.state.batch_endpoints
 
-        preds = api.predict(cfg, images, run.id, batch=True)            # resumed: the endpoint is found
-        assert [p.image for p in preds] == images
-        (entry,) = [r for r in Run(run.path).ledger["resources"] if r["kind"] == "batch_endpoint"]
-        assert (entry["id"], entry["status"]) == (entry["name"], "active")
-        assert list(fake.state.batch_endpoints) == [entry["name"]] and len(fake.state.batch_deployments) == 1
+        down = api.down(cfg, run.id)                                    # finds it by the name it chose
+        assert [r["name"] for r in down["deleted"] if r["kind"] == "batch_endpoint"] == [entry["name"]]
+        assert fake.state.batch_endpoints == {} and down["abandoned"] == []
 
-        kept = api.down(cfg, run.id, keep=("batch_endpoint",))               # as for any other kind
+        preds = api.predict(cfg, images, run.id, batch=True)            # and again, from nothing
+        assert [p.image for p in preds] == images
+        assert len(fake.state.batch_endpoints) == len(fake.state.batch_deployments) == 1
+        kept = api.down(cfg, run.id, keep=("batch_endpoint",))          # --keep as for any other kind
         assert [r["kind"] for r in kept["kept"]] == ["batch_endpoint"]
         assert "batch_deployment" in {r["kind"] for r in kept["deleted"]}
-        assert list(fake.state.batch_endpoints) == [entry["name"]] and fake.state.batch_deployments == {}
+        assert len(fake.state.batch_endpoints) == 1 and fake.state.batch_deployments == {}
         result = api.down(cfg, run.id)
         assert [r["kind"] for r in result["deleted"]] == ["batch_endpoint"]
         assert fake.state.batch_endpoints == {} and fake.state.batch_deployments == {}
