@@ -26,7 +26,8 @@ class AzureMLHarness:
 
 
 def leftovers(fake: FakeAzureML, run) -> list[str]:
-    """What the fake still holds that the run created: billable computes/endpoints/deployments, model and
+    """What the fake still holds that the run created: billable computes/endpoints/deployments, batch
+    endpoints and deployments, model and
     data versions not archived, jobs still running, the run's own blobs."""
     res = run.ledger["resources"]
     ids = lambda kind: [r for r in res if r["kind"] == kind]
@@ -37,6 +38,9 @@ def leftovers(fake: FakeAzureML, run) -> list[str]:
         left += [f"endpoint {r['id']}" for r in ids("endpoint") if r["id"] in state.endpoints]
         left += [f"deployment {e}/{d}" for e, d in state.deployments
                  if any(r["id"] == f"{e}/{d}" or r["id"] == e for r in ids("deployment") + ids("endpoint"))]
+        left += [f"batch endpoint {r['id']}" for r in ids("batch_endpoint") if r["id"] in state.batch_endpoints]
+        left += [f"batch deployment {e}/{d}" for e, d in state.batch_deployments
+                 if any(r["id"] == f"{e}/{d}" or r["id"] == e for r in ids("batch_deployment") + ids("batch_endpoint"))]
         for kind, store in (("model", state.models), ("data", state.data)):
             for r in ids(kind):
                 version = store.get(r["name"], {}).get(r["version"])

@@ -99,6 +99,35 @@ def test_compare_refuses_different_splits(project, tmp_path):
     imgcls("compare", doc["run"], run2, "--force", cwd=root, check_code=0)
 
 
+def test_predict_batch_gives_the_endpoints_predictions_in_input_order(project, tmp_path, monkeypatch):
+    """`predict --batch` (in-process, over the exported model) against online `predict` through the run's
+    HTTP endpoint: the same labels and scores, input order kept, a repeated image and an import file's
+    images each once per mention."""
+    from imgcls import api
+    root, cfg, doc = project
+    monkeypatch.chdir(root)
+    new = make_dataset(tmp_path / "new", {"red": 3, "green": 3, "blue": 3}, seed=11, size=(96, 72))
+    paths = [str(p) for trio in zip(*[sorted((new / c).iterdir()) for c in ("red", "green", "blue")]) for p in trio]
+    listing = tmp_path / "more.csv"
+    listing.write_text(f"{paths[1]}\n{paths[0]}\n")
+    given = [*paths, paths[3], str(listing)]
+    expected = [*paths, paths[3], paths[1], paths[0]]
+    deployed = api.load(cfg, overrides=["deploy.detach=true"])
+    api.deploy(deployed, doc["run"])
+    try:
+        online = api.predict(deployed, given, doc["run"])
+        batch = json.loads(imgcls("--json", "predict", "--batch", "--run", doc["run"], *given, cwd=root,
+                                  check_code=0).stdout)["predictions"]
+    finally:
+        api.down(deployed, doc["run"])
+    assert [p.image for p in online] == [b["image"] for b in batch] == expected
+    assert [p.labels for p in online] == [b["labels"] for b in batch]
+    for o, b in zip(online, batch):
+        assert list(o.scores) == list(b["scores"])
+        assert all(abs(o.scores[k] - b["scores"][k]) <= 1e-5 for k in o.scores)
+    assert sum((p.labels or [""])[0] == Path(p.image).parent.name for p in online) >= 7
+
+
 def test_no_wait_trains_in_the_background_and_status_sees_it(tmp_path):
     data = make_dataset(tmp_path / "data", {"red": 6, "blue": 6}, size=(64, 48))
     cfg = tmp_path / "bg.yaml"

@@ -22,6 +22,23 @@ def test_record_is_on_disk_before_returning(tmp_path):
     assert Run(run.path).resources() == [] and Run(run.path).ledger["resources"][0]["status"] == "deleted"
 
 
+def test_a_name_made_again_after_down_settles_its_own_pending_entry(tmp_path):
+    """Azure names are the ids: an endpoint `down` deleted and a later step makes again under the same name
+    is the new pending entry become active, not the deleted one brought back beside a stray pending one."""
+    run = Run.create(tmp_path, "exp", "azureml")
+    run.intend("batch_endpoint", "ep")
+    run.record("batch_endpoint", "ep", name="ep")
+    run.mark_deleted(run.resource("batch_endpoint"))
+    run.intend("batch_endpoint", "ep")
+    run.record("batch_endpoint", "ep", name="ep")
+    assert [r["status"] for r in Run(run.path).ledger["resources"]] == ["deleted", "active"]
+    assert run.pending() == []
+    run.record("endpoint", "other")                     # no pending entry: a deleted one comes back, as before
+    run.mark_deleted(run.resource("endpoint"))
+    run.record("endpoint", "other")
+    assert [r["status"] for r in Run(run.path).ledger["resources"] if r["kind"] == "endpoint"] == ["active"]
+
+
 def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "f.json"
     atomic_write(target, "old")

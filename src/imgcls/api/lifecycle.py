@@ -15,8 +15,8 @@ from .. import runs as runs_mod
 from ..config import RunConfig
 from ..data import manifest
 from ..data import validate as validate_mod
-from ..data.inputs import expand_inputs, read_image
-from ..errors import DataError, ProviderError, QualityGateFailed, UsageError
+from ..data.inputs import expand_inputs, local_only, read_image
+from ..errors import DataError, ProviderError, QualityGateFailed, UnsupportedError, UsageError
 from ..progress import Progress
 from ..providers import registry
 from ..providers.base import DatasetRef, Deployment, Evaluation, Prediction, Provider, TrainResult
@@ -264,15 +264,26 @@ def export(cfg: RunConfig | None, run_id: str | None = None, dest: str | Path | 
 
 
 def predict(cfg: RunConfig | None, inputs: list[str], run_id: str | None = None, top_k: int | None = None,
-            via: str = "auto", progress: Progress = QUIET) -> list[Prediction]:
-    """Predict images through the run's model: its endpoint if deployed, else (local) the exported model."""
+            via: str = "auto", batch: bool = False, progress: Progress = QUIET) -> list[Prediction]:
+    """Predict images through the run's model: its endpoint if deployed, else (local) the exported model.
+
+    batch: through the provider's batch prediction instead (a Vertex AI batch prediction job, an Azure ML
+    batch endpoint; local: in-process over the exported model), with the same predictions as online."""
     paths = expand_inputs(inputs)                  # a missing input is an error before any other work
+    if batch and via == "endpoint":
+        raise UsageError("--batch and --endpoint exclude each other",
+                         hint="--batch runs the provider's batch prediction; drop one of them")
+    if batch and cfg is not None:
+        _batch_capable(cfg.provider, run_id)         # before a run is looked for or made
     t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
+    if batch:
+        return _predict_batch(t, paths, top_k, progress)
     return _predict(t, paths, top_k, via, progress)
 
 
 def _predict(t: Target, paths: list[str], top_k: int | None, via: str, progress: Progress) -> list[Prediction]:
     cfg, run = t.cfg, t.run
+    local_only(paths)
     _, provider = _trained(t, progress)
     provider.prefer_endpoint = via == "endpoint" or (via == "auto" and run.step("deploy") is not None)
     if via == "endpoint" and run.step("deploy") is None:
@@ -280,6 +291,39 @@ def _predict(t: Target, paths: list[str], top_k: int | None, via: str, progress:
     labels = labels_of_run(run)
     scores = provider.score_all([read_image(p) for p in paths], paths, labels)
     return [to_prediction(p, labels, row, cfg, top_k or cfg.predict.top_k) for p, row in zip(paths, scores)]
+
+
+def _predict_batch(t: Target, paths: list[str], top_k: int | None, progress: Progress) -> list[Prediction]:
+    """Each distinct input scored once by the provider's batch prediction, the rows in input order."""
+    cfg, run = t.cfg, t.run
+    cls = _batch_capable(cfg.provider, run.id)
+    local_only(paths, cls.capabilities.remote_uris, f"batch prediction on {cfg.provider}")
+    model, provider = _trained(t, progress)
+    labels = labels_of_run(run)
+    unique = list(dict.fromkeys(paths))
+    found = provider.batch_predict(model, unique)
+    missing = [p for p in unique if p not in found]
+    if missing:
+        raise ProviderError(f"batch prediction on {cfg.provider} returned no scores for {len(missing)} of "
+                            f"{len(unique)} images, e.g. {missing[0]}", hint="run the same command again")
+    index = {l: i for i, l in enumerate(labels)}
+    scores = np.zeros((len(paths), len(labels)), dtype=np.float64)
+    for row, p in enumerate(paths):
+        for label, s in found[p].items():
+            if label in index:
+                scores[row, index[label]] = float(s)
+    return [to_prediction(p, labels, row, cfg, top_k or cfg.predict.top_k) for p, row in zip(paths, scores)]
+
+
+def _batch_capable(provider: str, run_id: str | None) -> type[Provider]:
+    cls = registry.get(provider)
+    if not cls.capabilities.batch_predict:
+        given = f" --run {run_id}" if run_id else ""
+        raise UnsupportedError(f"the {provider} provider has no batch prediction",
+                               hint=f"use online prediction instead: `imgcls predict{given} IMAGE…` without "
+                                    "--batch (it sends requests concurrently within the service's rate limit); "
+                                    "`imgcls providers` shows which providers predict in batch")
+    return cls
 
 
 def to_prediction(image: str, labels: list[str], row: np.ndarray, cfg: RunConfig, top_k: int) -> Prediction:

@@ -108,14 +108,18 @@ def _inputs(inputs: tuple[str, ...], required: bool) -> list[str]:
 @click.option("--top-k", type=click.IntRange(min=1), help="How many labels to show per image.")
 @click.option("--offline", "via", flag_value="offline", help="Use the exported model even when deployed (local).")
 @click.option("--endpoint", "via", flag_value="endpoint", help="Use the deployed endpoint.")
+@click.option("--batch", is_flag=True, help="Use the provider's batch prediction (vertex: a batch prediction "
+                                             "job; azureml: a batch endpoint; local: in-process), for many images.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.pass_obj
-def predict(state: State, inputs, top_k, via, fmt):
-    """Predict images: files, folders, globs, or '-' to read a list of paths from stdin."""
+def predict(state: State, inputs, top_k, via, batch, fmt):
+    """Predict images: files, folders, globs, import files (.csv/.jsonl), or '-' to read a list of paths
+    from stdin."""
     paths = _inputs(inputs, required=True)
     from .. import api
     cfg = load(state)
-    preds = api.predict(cfg, paths, state.run_id, top_k=top_k, via=via or "auto", progress=state.progress)
+    preds = api.predict(cfg, paths, state.run_id, top_k=top_k, via=via or "auto", batch=batch,
+                        progress=state.progress)
     emit(state, {"predictions": preds}, lambda v: render_predictions(preds, fmt))
 
 

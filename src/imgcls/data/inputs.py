@@ -1,4 +1,6 @@
-"""The images given to `imgcls predict`: files, folders, globs or a list on stdin, as paths to read."""
+"""The images given to `imgcls predict`: files, folders, globs, import files (CSV/JSON Lines, as
+`dataset-import` reads them) or a list on stdin, as paths to read (or, from an import file, remote URIs
+that only `predict --batch` on a provider that reads them can take)."""
 from __future__ import annotations
 
 import glob as globlib
@@ -8,9 +10,12 @@ from pathlib import Path
 from ..errors import DataError
 from . import manifest
 
+IMPORT_SUFFIXES = (".csv", ".jsonl", ".json")
+
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, folders (recursively) and globs -> image paths, in a stable order."""
+    """Files, folders (recursively), globs and import files -> image paths (or an import file's remote
+    URIs), in a stable order: an import file's images in its own order."""
     out: list[str] = []
     for item in inputs:
         item = item.strip()
@@ -27,6 +32,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             if not matched:
                 raise DataError(f"no files match {item!r}", hint="check the pattern (quote it to stop the shell)")
             out += [m for m in matched if os.path.isfile(m)]
+        elif os.path.isfile(item) and item.lower().endswith(IMPORT_SUFFIXES):
+            out += _import_file(Path(item))
         elif os.path.isfile(item):
             out.append(item)
         else:
@@ -34,6 +41,29 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     if not out:
         raise DataError("no images to predict", hint="give image files, folders or globs (or a list on stdin)")
     return out
+
+
+def _import_file(path: Path) -> list[str]:
+    """The images an import file lists (relative paths resolved against it), as dataset-import reads them."""
+    from . import formats, importers
+    fmt = importers.detect_format(path)
+    try:
+        rows = formats.get(fmt).read(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text", hint="save the import file as UTF-8") from None
+    if not rows:
+        raise DataError(f"{path} lists no images", hint="give an import file with one image per row")
+    return [str(r["uri"]) for r in rows]
+
+
+def local_only(paths: list[str], allowed: tuple[str, ...] = (), why: str = "online prediction") -> None:
+    """Refuse remote URIs (from an import file) whose scheme is not in `allowed`, naming the first one."""
+    remote = [p for p in paths if "://" in p and p.split("://", 1)[0] not in allowed]
+    if remote:
+        also = f" (and {len(remote) - 1} more)" if len(remote) > 1 else ""
+        raise DataError(f"{remote[0]}{also}: {why} reads local image files only",
+                        hint="download them first and list the local files, or use `imgcls predict --batch` "
+                             "on vertex, whose batch prediction jobs read gs:// images where they are")
 
 
 def read_image(uri: str) -> bytes:

@@ -215,6 +215,13 @@ class Provider(ABC):
         raise UnsupportedError(f"the {self.name} provider cannot export models",
                                hint="see `imgcls providers` for which providers export")
 
+    def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
+        """`predict --batch`: uri -> label -> score for each of the (distinct) uris, through the vendor's
+        batch prediction; what it creates is recorded for `down`. Providers with
+        `capabilities.batch_predict` implement it."""
+        raise UnsupportedError(f"the {self.name} provider has no batch prediction",
+                               hint="use online prediction: `imgcls predict` without --batch")
+
     def ensure_scoring(self, model: TrainResult) -> None:  # noqa: B027 - a hook that may do nothing
         """Called before evaluate scores the test split; cloud providers deploy if they must."""
 

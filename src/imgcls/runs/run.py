@@ -156,10 +156,14 @@ class Run:
         _check_fields(info)
         fields = to_jsonable(info)
         with self.store.transaction() as ledger:
-            target = next((r for r in ledger["resources"] if r["kind"] == kind and r.get("id") == id), None)
+            same = [r for r in ledger["resources"] if r["kind"] == kind and r.get("id") == id]
+            target = next((r for r in same if r["status"] in LIVE), None)
             if target is None and info.get("name") is not None:
                 target = next((r for r in ledger["resources"] if r["kind"] == kind and r.get("id") is None
                                and r.get("name") == info["name"] and r["status"] == "pending"), None)
+            # A name the service reuses as the id (Azure) may belong to an entry `down` deleted: made again,
+            # it is the pending entry above that becomes active, else that old entry comes back.
+            target = target or (same[0] if same else None)
             if target is None:
                 target = {"kind": kind, "id": id, "provider": ledger["provider"], "created": now()}
                 ledger["resources"].append(target)

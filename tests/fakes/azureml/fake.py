@@ -16,7 +16,7 @@ from azure.core.credentials import AccessToken
 from typing_extensions import Self
 
 from ..hooks import Hooks
-from . import blob, endpoints, jobs
+from . import batch, blob, endpoints, jobs
 from . import workspace as workspace_routes
 from .http import Faults, LoggedRequest, Request, Response, Router, error, start_server
 from .state import State, Workspace
@@ -108,7 +108,7 @@ class FakeAzureML:
         self._dir: str | None = None
         self._server: Any = None
         self.router = Router()
-        for module in (workspace_routes, jobs, endpoints):
+        for module in (workspace_routes, jobs, endpoints, batch):
             module.register(self.router)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -216,6 +216,8 @@ class FakeAzureML:
             return Response(200, {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"})
         if first == "endpoints":                           # scoring: checks its own key
             return endpoints.score(self, request)
+        if first == "batch":                               # a batch endpoint's scoring URI: starts a job
+            return batch.invoke(self, request)
         if first == "discovery":
             return workspace_routes.discovery(self, request)
         if not request.headers.get("authorization", "").lower().startswith("bearer "):

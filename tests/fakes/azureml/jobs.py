@@ -55,6 +55,7 @@ class Run:
     children: list[str] = field(default_factory=list)
     model: ToyModel | None = None
     failure: str | None = None        # from fake.fail_next_job(), applied when the job would finish
+    batch: dict | None = None         # a batch endpoint's scoring job (batch.invoke): what it scores, where to
     system_data: dict = field(default_factory=system_data)
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -104,6 +105,10 @@ def _finish(fake: Any, run: Run) -> None:
     run.started = run.started or now_iso()
     if run.failure:
         _fail(run, run.failure)
+        return
+    if run.batch is not None:
+        from .batch import finish_job
+        finish_job(fake, run)
         return
     try:
         train, valid = _examples(fake, run)
@@ -292,6 +297,11 @@ def put_job(fake: Any, request: Request, match: Any) -> Response:
     name = match["name"]
     body = request.json() or {}
     props = body.get("properties") or {}
+    existing = fake.state.jobs.get(name)
+    if existing and existing.batch is not None:
+        # a batch scoring job (made by invoking a batch endpoint): only its tags and properties change
+        existing.tags.update(props.get("tags") or {})
+        return Response(200, _arm_job(fake, existing))
     if props.get("jobType") != "AutoML":
         return error(400, "UserError", f"The fake runs AutoML jobs only, not {props.get('jobType')}.",
                      inner="BadArgument")

@@ -67,13 +67,16 @@ class State:
     endpoints: dict[str, dict] = field(default_factory=dict)
     deployments: dict[tuple[str, str], dict] = field(default_factory=dict)
     endpoint_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    batch_endpoints: dict[str, dict] = field(default_factory=dict)
+    batch_deployments: dict[tuple[str, str], dict] = field(default_factory=dict)
     # what each deployment has scored, (endpoint, deployment) -> access-log lines: get_logs shows them
     scoring_log: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def billable(self) -> dict[str, list]:
-        """What would still cost money on a real subscription: computes, endpoints, deployments."""
+        """What would still cost money on a real subscription: computes, endpoints, deployments. (Batch
+        endpoints and deployments cost nothing between jobs: `batch_endpoints`, `batch_deployments`.)"""
         return {"computes": sorted(self.computes), "endpoints": sorted(self.endpoints),
                 "deployments": sorted(self.deployments)}
 

@@ -14,10 +14,19 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from azure.ai.ml import Input, MLClient, automl, sweep
+from azure.ai.ml import Input, MLClient, Output, automl, sweep
 from azure.ai.ml.automl import SearchSpace
-from azure.ai.ml.constants import AssetTypes
-from azure.ai.ml.entities import AmlCompute, Data, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
+from azure.ai.ml.constants import AssetTypes, BatchDeploymentOutputAction
+from azure.ai.ml.entities import (
+    AmlCompute,
+    BatchEndpoint,
+    Data,
+    ManagedOnlineDeployment,
+    ManagedOnlineEndpoint,
+    Model,
+    ModelBatchDeployment,
+    ModelBatchDeploymentSettings,
+)
 from azure.ai.ml.exceptions import MlException
 from azure.core import PipelineClient
 from azure.core import exceptions as az_errors
@@ -249,6 +258,9 @@ class Client:
             return True
         return self.call(f"uploading {name}", put)
 
+    def get_blob(self, container: ContainerClient, name: str) -> bytes:
+        return self.call(f"downloading {name}", lambda: container.download_blob(name).readall())
+
     def delete_blobs(self, container: ContainerClient, names: list[str]) -> None:
         for name in names:
             self.call(f"deleting {name}", container.delete_blob, name, missing_ok=True)
@@ -368,6 +380,48 @@ class Client:
     def delete_deployment(self, endpoint: str, name: str) -> None:
         self.lro(f"deleting deployment {name}", self.ml.online_deployments.begin_delete, name, endpoint,
                  missing_ok=True)
+
+    # -- batch endpoints, their deployments and jobs ----------------------------------------------------
+    def batch_endpoint(self, name: str) -> dict | None:
+        e = self.call(f"reading batch endpoint {name}", self.ml.batch_endpoints.get, name, missing_ok=True)
+        return None if e is None else {"name": e.name, "state": e.provisioning_state, "tags": dict(e.tags or {}),
+                                       "scoring_uri": e.scoring_uri}
+
+    def create_batch_endpoint(self, name: str, description: str, tags: dict) -> None:
+        endpoint = BatchEndpoint(name=name, description=description, tags=tags)
+        self.lro(f"creating batch endpoint {name}", self.ml.batch_endpoints.begin_create_or_update, endpoint)
+
+    def delete_batch_endpoint(self, name: str) -> None:
+        self.lro(f"deleting batch endpoint {name}", self.ml.batch_endpoints.begin_delete, name, missing_ok=True)
+
+    def batch_deployment(self, endpoint: str, name: str) -> dict | None:
+        d = self.call(f"reading batch deployment {name}", self.ml.batch_deployments.get, name, endpoint,
+                      missing_ok=True)
+        return None if d is None else {"name": d.name, "state": d.provisioning_state, "model": d.model}
+
+    def create_batch_deployment(self, endpoint: str, name: str, model_id: str, compute: str, instance_count: int,
+                                mini_batch_size: int, output_file: str) -> None:
+        deployment = ModelBatchDeployment(
+            name=name, endpoint_name=endpoint, model=model_id, compute=compute,
+            settings=ModelBatchDeploymentSettings(instance_count=instance_count, mini_batch_size=mini_batch_size,
+                                                  output_action=BatchDeploymentOutputAction.APPEND_ROW,
+                                                  output_file_name=output_file))
+        self.lro(f"creating batch deployment {name}", self.ml.batch_deployments.begin_create_or_update, deployment,
+                 setting="azureml.compute / azureml.batch_instance_count")
+
+    def delete_batch_deployment(self, endpoint: str, name: str) -> None:
+        self.lro(f"deleting batch deployment {name}", self.ml.batch_deployments.begin_delete, name, endpoint,
+                 missing_ok=True)
+
+    def invoke_batch(self, endpoint: str, deployment: str, job_name: str, input_folder: str,
+                     output_folder: str) -> dict:
+        """Start a scoring job of the deployment over a datastore folder, under the name we chose; its
+        output (the deployment's output file) goes to `output_folder`."""
+        job = self.call(f"invoking batch endpoint {endpoint}", self.ml.batch_endpoints.invoke, endpoint,
+                        deployment_name=deployment, job_name=job_name,
+                        input=Input(type=AssetTypes.URI_FOLDER, path=input_folder),
+                        outputs={"score": Output(type=AssetTypes.URI_FOLDER, path=output_folder)})
+        return {"name": job.name, "status": job.status}
 
     def endpoint_key(self, name: str) -> str:
         return self.call(f"reading the keys of endpoint {name}", self.ml.online_endpoints.get_keys, name).primary_key

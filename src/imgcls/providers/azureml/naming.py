@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 IMAGES_PREFIX = "imgcls/images/"          # content-addressed, shared by every run
-DEPLOYMENT = "imgcls"
+DEPLOYMENT = "imgcls"                     # the one deployment of the run's online or batch endpoint
 
 
 def short_id(run) -> str:
@@ -59,8 +59,21 @@ def compute(run) -> str:
     return f"imgcls-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
 
 
-def endpoint(run) -> str:
+def _stem(run) -> str:
     stem = _slug(str(run.ledger.get("name")).lower(), r"a-z0-9")[:14].strip("-")
-    if not stem or not stem[0].isalpha():
-        stem = f"ic-{stem}".strip("-")
-    return f"{stem}-{hashlib.sha1(run.id.encode()).hexdigest()[:10]}"
+    return stem if stem and stem[0].isalpha() else f"ic-{stem}".strip("-")
+
+
+def endpoint(run) -> str:
+    return f"{_stem(run)}-{hashlib.sha1(run.id.encode()).hexdigest()[:10]}"
+
+
+def batch_endpoint(run) -> str:
+    """Batch endpoint names share the region's namespace with online ones: another hash of the run id."""
+    return f"{_stem(run)}-{hashlib.sha1(f'batch:{run.id}'.encode()).hexdigest()[:10]}"
+
+
+def batch_job(run, key: str, attempt: int = 1) -> str:
+    """The scoring job of one set of images (`key`: a hash of their contents), so a rerun finds it."""
+    base = _slug(f"imgcls-{run.id}-batch-{key}")[:240]
+    return base if attempt <= 1 else f"{base}-{attempt}"

@@ -1,7 +1,8 @@
 """The `azureml` provider: MLTable data assets, an AutoML image job (one trial or a sweep) on an AmlCompute
-cluster, the best trial's MLflow model registered and served by a managed online endpoint.
+cluster, the best trial's MLflow model registered and served by a managed online endpoint (or, for
+`predict --batch`, a batch endpoint).
 
-Our decisions live here and in dataset.py / jobspec.py / serving.py (what to upload, what job to submit,
+Our decisions live here and in dataset.py / jobspec.py / serving.py / batch.py (what to upload, what job to submit,
 what to record, what `down` may delete); client.py is the only module that touches the SDKs and is
 imported lazily, so `imgcls providers` and `--help` never pay for azure-ai-ml.
 """
@@ -28,7 +29,7 @@ class AzureMLProvider(Provider):
     settings_model = AzureMLConfig
     requires = ("azure.ai.ml", "azure.identity", "azure.storage.blob")
     capabilities = Capabilities(
-        multiclass=True, multilabel=True, deploy=True, export=(), batch_predict=False,
+        multiclass=True, multilabel=True, deploy=True, export=(), batch_predict=True,
         remote_uris=("azureml",),
         credentials="azure-identity DefaultAzureCredential (env service principal, managed identity, az login)",
         extra="azureml")
@@ -214,11 +215,18 @@ class AzureMLProvider(Provider):
     def scoring_batch(self) -> int:
         return self.config.azureml.predict_batch  # one request each, unless 4 MB needs more
 
+    def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
+        from . import batch
+        return batch.predict(self, model, uris)
+
     # -- down -------------------------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:
         kind, rid = resource["kind"], resource["id"]
         if kind in ("endpoint", "deployment"):
             return self.serving.delete(resource)
+        if kind in ("batch_endpoint", "batch_deployment"):
+            from . import batch
+            return batch.delete(self, resource)
         if kind == "model":
             self.client.archive_model(resource["name"], resource["version"])
             return "archived"       # Azure ML keeps asset versions; archived ones are hidden and unused
@@ -261,6 +269,11 @@ class AzureMLProvider(Provider):
             return {"id": name} if c.endpoint(name) is not None else None
         if kind == "deployment":
             return {"id": f"{entry['endpoint']}/{name}"} if c.deployment(entry["endpoint"], name) else None
+        if kind == "batch_endpoint":
+            return {"id": name, "ours": True} if c.batch_endpoint(name) is not None else None
+        if kind == "batch_deployment":
+            found = c.batch_deployment(entry["endpoint"], name)
+            return {"id": f"{entry['endpoint']}/{name}"} if found else None
         return None
 
     def probe(self, resource: dict) -> str:
@@ -269,6 +282,10 @@ class AzureMLProvider(Provider):
             return "live" if c.endpoint(rid) is not None else "gone"
         if kind == "deployment":
             return "live" if c.deployment(resource["endpoint"], resource["name"]) is not None else "gone"
+        if kind == "batch_endpoint":
+            return "live" if c.batch_endpoint(rid) is not None else "gone"
+        if kind == "batch_deployment":
+            return "live" if c.batch_deployment(resource["endpoint"], resource["name"]) is not None else "gone"
         if kind == "compute":
             return "live" if c.compute(rid) is not None else "gone"
         if kind == "job":

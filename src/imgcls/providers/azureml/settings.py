@@ -93,5 +93,8 @@ class AzureMLConfig(Section):
                                                 "content-addressed (imgcls/images/<sha256>) and shared by every "
                                                 "run that uses them. false: `down` also deletes the images this "
                                                 "run uploaded.")
+    batch_instance_count: int = Field(1, ge=1, description="Nodes of the compute cluster a `predict --batch` job "
+                                                            "runs on (at most the cluster's max_nodes).")
+    batch_mini_batch_size: int = Field(10, ge=1, description="Images each `predict --batch` worker scores at once.")
     predict_batch: int = Field(8, ge=1, le=64, description="Images per scoring request (each request also stays "
                                                            "under 4 MB).")

@@ -25,6 +25,8 @@ from ..base import Capabilities, CredentialStatus, DatasetRef, Deployment, Limit
 from . import process
 from .settings import LocalConfig
 
+BATCH_CHUNK = 256       # images `predict --batch` reads and scores at a time
+
 
 class LocalProvider(Provider):
     name = "local"
@@ -201,6 +203,17 @@ class LocalProvider(Provider):
                                     hint=f"`imgcls deploy --detach --run {self.run.id}` starts it")
             return self._score_http(server["url"], images, names)
         return self._score_offline(images, names)
+
+    def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
+        """In-process over the exported model, as offline `predict` scores; images are read a chunk at a
+        time, so a large folder never sits in memory whole."""
+        from ...data.inputs import read_image
+        out: dict[str, dict[str, float]] = {}
+        for start in range(0, len(uris), BATCH_CHUNK):
+            chunk = uris[start:start + BATCH_CHUNK]
+            out.update(zip(chunk, self._score_offline([read_image(u) for u in chunk], chunk)))
+            self.progress.advance("scoring", len(out), len(uris))
+        return out
 
     def _score_offline(self, images, names):
         from .predict import OnnxClassifier

@@ -86,7 +86,7 @@ class VertexProvider(Provider):
                               f"{s.staging_bucket}); nothing was uploaded",
                               hint=f"create it (gcloud storage buckets create gs://{s.bucket} "
                                    f"--location={s.location}) or set vertex.staging_bucket to an existing bucket")
-        staged = staging.stage_images(self.client, s, manifest, self.progress, self._record_uploads)
+        staged = staging.stage_images(self.client, s, manifest, self.progress, self.record_uploads)
         text, content_type = staging.import_file(s, manifest, staged.uris)
         import_name = s.name("runs", self.run.id, f"import.{s.import_format}")
         import_uri = f"gs://{s.bucket}/{import_name}"
@@ -111,11 +111,13 @@ class VertexProvider(Provider):
             "import_file": import_uri, "images": f"gs://{s.bucket}/{s.name('images')}/",
             "uploaded": len(staged.uploaded), "already_there": staged.present, "referenced": staged.referenced})
 
-    def _record_uploads(self, names: list[str]) -> None:
-        """With keep_images: false, `down` deletes what this run uploads: listed before the first byte goes."""
+    def record_uploads(self, names: list[str]) -> None:
+        """With keep_images: false, `down` deletes what this run uploads (for training or `predict --batch`):
+        listed before the first byte goes, added to what the run listed before."""
         if self.settings.keep_images:
             return
         listing = self.run.file("work", "uploaded_images.txt")
+        names = sorted(set(listing.read_text().split() if listing.exists() else []) | set(names))
         atomic_write(listing, "\n".join(names) + "\n")
         self.run.record("object", f"gs://{self.settings.bucket}/{self.settings.name('images')}/",
                         role="images this run uploaded", list=str(listing), count=len(names))
@@ -204,6 +206,12 @@ class VertexProvider(Provider):
             self._batch = batch.scores(self, model, test)
         elif not self._serving():
             self.deploy_model(model)
+
+    def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
+        """One batch prediction job over the images (no endpoint needed), as evaluate runs for a large
+        test split."""
+        from . import batch
+        return batch.predict(self, model, uris)
 
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
         from . import payload
