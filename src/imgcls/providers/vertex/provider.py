@@ -38,7 +38,7 @@ class VertexProvider(Provider):
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True,
         export=("tflite", "edgetpu-tflite", "tf-saved-model", "tf-js", "core-ml"),
-        batch_predict=True, remote_uris=("gs",),
+        batch_predict=True, remote_uris=("gs",), adopt=True,
         credentials="Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)",
         extra="vertex")
     # https://cloud.google.com/vertex-ai/docs/image-data/classification/prepare-data
@@ -199,10 +199,13 @@ class VertexProvider(Provider):
         """Large test splits go through one batch prediction job; small ones through the endpoint."""
         test = self._manifest()
         test = test[test["split"] == "test"]
+        serving = self._serving()
+        if serving is not None and not serving.get("ours", True):
+            return                      # an adopted endpoint: scored as it serves, whatever the size
         if len(test) > self.settings.batch_predict_over:
             from . import batch
             self._batch = batch.scores(self, model, test)
-        elif not self._serving():
+        elif serving is None:
             self.deploy_model(model)
 
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
@@ -245,6 +248,10 @@ class VertexProvider(Provider):
         if getattr(self, "_uris", None) is None:
             self._uris = staging.gcs_uris(self.settings, self._manifest())
         return self._uris
+
+    def adopt(self, ref: str) -> TrainResult:
+        from . import adopt
+        return adopt.adopt(self, ref)
 
     # -- what Vertex says about the model ---------------------------------------------------------
     def service_metrics(self, model: TrainResult) -> dict | None:
