@@ -58,6 +58,17 @@ def assert_released(result: dict, kinds: list[str]) -> None:
     assert all(k["reason"] == "not created by imgcls (the run only used it)" for k in result["kept"])
 
 
+def test_adopt_checks_its_argument_before_anything(data, tmp_path):
+    from imgcls.errors import UnsupportedError
+    with pytest.raises(UnsupportedError, match="local provider cannot adopt"):
+        api.adopt("local:model", data=str(data))
+    with pytest.raises(UsageError, match="names no model"):
+        api.adopt("customvision", data=str(data))
+    with pytest.raises(UsageError, match="unknown provider"):
+        api.adopt("sagemaker:x", data=str(data))
+    assert not (tmp_path / ".imgcls").exists()
+
+
 # -- Custom Vision: a published iteration -----------------------------------------------------------
 
 @pytest.fixture

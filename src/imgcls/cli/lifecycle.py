@@ -81,7 +81,7 @@ def deploy(state: State, detach, port, timeout):
 @click.pass_obj
 def export(state: State, dest):
     """Download the trained model in portable formats (local: ONNX; customvision: compact domains;
-    vertex: MOBILE_TF_* model types)."""
+    vertex: MOBILE_TF_* model types; azureml: the best AutoML trial's ONNX model and labels)."""
     from .. import api
     cfg = load(state)
     run, paths = api.export(cfg, state.run_id, dest, progress=state.progress)

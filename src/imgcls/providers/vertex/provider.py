@@ -202,7 +202,8 @@ class VertexProvider(Provider):
         serving = self._serving()
         if serving is not None and not serving.get("ours", True):
             return                      # an adopted endpoint: scored as it serves, whatever the size
-        if len(test) > self.settings.batch_predict_over:
+        # A batch job reads the images from the staging bucket, where an adopted model's never went.
+        if len(test) > self.settings.batch_predict_over and not self.run.ledger.get("adopted"):
             from . import batch
             self._batch = batch.scores(self, model, test)
         elif serving is None:
