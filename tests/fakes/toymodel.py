@@ -76,3 +76,48 @@ def is_image(data: bytes) -> bool:
         return False
 
 
+
+
+# ImageNet statistics, as AutoML for images normalises the input of the ONNX models it exports.
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def colour_of(image_bytes: bytes) -> np.ndarray:
+    """The image's mean RGB, normalised as the ONNX model's input is."""
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32).reshape(-1, 3).mean(axis=0) / 255.0
+    return (rgb - MEAN) / STD
+
+
+def onnx_model(examples: list[tuple[bytes, list[str]]], sharpness: float = 20.0) -> tuple[bytes, list[str]]:
+    """(a valid ONNX model, its labels) standing in for AutoML's train_artifacts/model.onnx: input
+    `input1` [batch, 3, H, W] (normalised as MEAN/STD), output `output1` [batch, labels] of logits.
+
+    The graph is a nearest-colour-centroid classifier: GlobalAveragePool -> Flatten -> Gemm, with
+    logits -sharpness * |x - c|^2 written as x . (2 sharpness c) - sharpness |c|^2 (the |x|^2 term is
+    the same for every label, so softmax and argmax are unchanged)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for data, labels in examples:
+        colour = colour_of(data)
+        for label in labels:
+            sums[label] = sums.get(label, 0) + colour
+            counts[label] = counts.get(label, 0) + 1
+    labels = sorted(sums)
+    centroids = np.stack([sums[l] / counts[l] for l in labels]).astype(np.float32)     # [L, 3]
+    weight = (2 * sharpness * centroids.T).astype(np.float32)                           # [3, L]
+    bias = (-sharpness * (centroids ** 2).sum(axis=1)).astype(np.float32)                # [L]
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input1"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["colour"], axis=1),
+         helper.make_node("Gemm", ["colour", "weight", "bias"], ["output1"])],
+        "toy_automl_classifier",
+        [helper.make_tensor_value_info("input1", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("output1", TensorProto.FLOAT, ["batch", len(labels)])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="imgcls-fake")
+    model.ir_version = 8                  # what onnxruntime releases of the last years all read
+    return model.SerializeToString(), labels

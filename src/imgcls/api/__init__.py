@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ..comparison import compare, report_path
 from ..providers import registry
+from .adopt import adopt
+from .dataset_export import export_dataset
 from .lifecycle import (
     deploy,
     evaluate,
@@ -33,6 +35,7 @@ def providers(cfg=None) -> list[dict]:
 
 
 __all__ = [
+    "adopt",
     "build_manifest",
     "compare",
     "config_fingerprint",
@@ -42,6 +45,7 @@ __all__ = [
     "down",
     "evaluate",
     "export",
+    "export_dataset",
     "import_dataset",
     "labels_of_run",
     "load",

@@ -171,17 +171,25 @@ def _train_result(step: dict) -> TrainResult:
 
 def _trained(t: Target, progress: Progress, timeout: float | None = None) -> tuple[TrainResult, Provider]:
     result = _train(t, True, timeout, progress)
-    return result, provider_for(t.cfg, t.run, progress)
+    provider = provider_for(t.cfg, t.run, progress)
+    if result.extra.get("adopted"):
+        from .adopt import readopt
+        readopt(t, provider, result)
+    return result, provider
 
 
 # -- evaluation ------------------------------------------------------------------------------
 
 def evaluate(cfg: RunConfig | None, run_id: str | None = None, gates: list[str] = (),
-             timeout: float | None = None, allow_data_change: bool = False,
+             timeout: float | None = None, allow_data_change: bool = False, data: str | None = None,
              progress: Progress = QUIET) -> tuple[Run, Evaluation]:
-    """Score the shared test split through the provider and compute our metrics locally."""
+    """Score the shared test split through the provider and compute our metrics locally. `data` (an
+    adopted run only): evaluate on this dataset's test split instead, which the run then keeps."""
     from ..metrics import gates as gates_mod
     parsed = gates_mod.parse_gates(gates)          # a typo is a usage error before any work
+    if data is not None:
+        from .adopt import on_data
+        cfg = on_data(cfg, run_id, data)
     t = open_run(cfg, run_id, allow_data_change=allow_data_change, progress=progress)
     return t.run, _evaluate(t, parsed, timeout, progress)
 

@@ -169,6 +169,8 @@ def address(cfg: RunConfig | None, run_id: str | None) -> tuple[RunConfig, Run]:
     if cfg is None:
         return run.config(), run
     if run.provider != cfg.provider:
+        if run.ledger.get("adopted"):      # the config brings the data and settings; the model is the run's
+            return cfg.model_copy(update={"provider": run.provider}), run
         raise UsageError(f"run {run.id} belongs to provider '{run.provider}', not '{cfg.provider}'",
                          hint=f"pass --provider {run.provider}, or start a new run without --run")
     return cfg, run
@@ -188,6 +190,10 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
             return Target(cfg, run)   # an import that did not finish reads the source again
         fresh = build_manifest(cfg)
         recorded = run_data_fingerprint(run)
+        if recorded is not None and data_fingerprint(fresh) != recorded and run.ledger.get("adopted"):
+            from .adopt import retarget
+            retarget(run, cfg, fresh, progress)
+            return Target(cfg, run)
         if recorded is not None and data_fingerprint(fresh) != recorded and not allow_data_change:
             diff = data_diff(manifest.read(run.file("manifest.jsonl")), fresh)
             raise DataError(f"the dataset of {Path(cfg.dataset.source).name!r} changed since run {run.id} "

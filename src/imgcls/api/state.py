@@ -59,6 +59,8 @@ def summary(run: Run) -> dict:
 
 def _state(run: Run) -> str:
     steps, op = run.ledger["steps"], run.operation("train")
+    if run.ledger.get("adopted"):               # a model imgcls did not train: never "trained" or "deployed"
+        return "adopted, evaluated" if "evaluate" in steps else "adopted"
     if steps.get("deploy") and run.live():
         return "deployed"
     if (steps.get("train") or {}).get("status") == "failed":

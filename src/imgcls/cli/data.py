@@ -1,4 +1,4 @@
-"""Dataset commands: dataset-import and validate."""
+"""Dataset commands: dataset-import, validate and dataset-export."""
 from __future__ import annotations
 
 import sys
@@ -44,4 +44,39 @@ def validate(state: State, fix):
         raise DataError(f"{result['errors']} problem(s) found", hint="fix them, or run `imgcls validate --fix`")
 
 
-COMMANDS = [dataset_import, validate]
+_EXPORT_FORMATS = ("vertex-csv", "vertex-jsonl", "azureml-mltable", "manifest", "folder", "label-folders")
+
+
+@click.command("dataset-export")
+@shared_options
+@click.option("--format", "fmt", type=click.Choice(_EXPORT_FORMATS), required=True,
+              help="vertex-csv / vertex-jsonl: a Vertex AI import file; azureml-mltable: an MLTable + JSON Lines "
+                   "per split; manifest: imgcls's own; folder: <split>/<label>/ image copies; label-folders: "
+                   "<label>/ image copies (Custom Vision: one upload per tag).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write into (created).")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "validation", "test"]),
+              help="Only this split (repeatable); default: all.")
+@click.option("--uri-prefix", metavar="URI",
+              help="Import files list each image as URI/images/<sha256>.<ext> (e.g. gs://bucket/path); the "
+                   "images are copied to OUT/images/ for you to upload there.")
+@click.pass_obj
+def dataset_export(state: State, fmt, out, splits, uri_prefix):
+    """Write a run's manifest (--run), or the config's dataset split as a run would split it, in another
+    provider's import format or as a folder tree: the way out, for any provider."""
+    from ..api.dataset_export import export_dataset
+    cfg = load(state)
+    result = export_dataset(cfg, out, fmt, state.run_id, list(splits), uri_prefix, progress=state.progress)
+
+    def render(v):
+        split_text = ", ".join(f"{s} {n}" for s, n in v["splits"].items() if n)
+        click.echo(f"{v['images']} images, {v['labels']} labels ({split_text}) from {v['source']} as {fmt} "
+                   f"in {v['out']}" + (f"; {v['copied']} image files written" if v["copied"] else ""))
+        for f in v["files"]:
+            click.echo(f)
+        if v.get("upload"):
+            click.echo(f"next: {v['upload']}")
+
+    emit(state, result, render)
+
+
+COMMANDS = [dataset_import, validate, dataset_export]

@@ -37,8 +37,10 @@ def train(state: State, allow_data_change, wait, timeout):
 @click.option("--gate", "gates", multiple=True, metavar="METRIC>=VALUE",
               help="Fail (exit 9) unless the metric holds, e.g. accuracy>=0.9 or recall@roses>=0.8.")
 @timeout_option("Stop waiting for training after this long.")
+@click.option("--data", metavar="SOURCE", help="An adopted run (`imgcls adopt`): evaluate on this dataset's test "
+                                                "split (a folder or import file), which the run then keeps.")
 @click.pass_obj
-def evaluate(state: State, allow_data_change, gates, timeout):
+def evaluate(state: State, allow_data_change, gates, timeout, data):
     """Score the test split and compute metrics locally, the same way for every provider."""
     from ..metrics.gates import parse_gates
     parse_gates(list(gates))  # a typo here is exit 2 now, not after a whole evaluation
@@ -47,7 +49,7 @@ def evaluate(state: State, allow_data_change, gates, timeout):
     cfg = load(state)
     try:
         run, ev = api.evaluate(cfg, state.run_id, gates=list(gates), timeout=timeout,
-                               allow_data_change=allow_data_change, progress=state.progress)
+                               allow_data_change=allow_data_change, data=data, progress=state.progress)
     except QualityGateFailed as exc:
         if state.json:
             click.echo(json.dumps({**exc.details.get("evaluation", {}), "error": exc.to_json()}, indent=2))
@@ -79,7 +81,7 @@ def deploy(state: State, detach, port, timeout):
 @click.pass_obj
 def export(state: State, dest):
     """Download the trained model in portable formats (local: ONNX; customvision: compact domains;
-    vertex: MOBILE_TF_* model types)."""
+    vertex: MOBILE_TF_* model types; azureml: the best AutoML trial's ONNX model and labels)."""
     from .. import api
     cfg = load(state)
     run, paths = api.export(cfg, state.run_id, dest, progress=state.progress)

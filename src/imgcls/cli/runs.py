@@ -1,4 +1,4 @@
-"""Commands about runs that exist: status, down, compare, report."""
+"""Commands about runs that exist: status, down, compare, report; adopt makes a run of a model that exists."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -113,4 +113,37 @@ def report(state: State, run_id, runs_dir, open_it):
     emit(state, {"report": str(path), "opened": opened}, lambda v: click.echo(str(path)))
 
 
-COMMANDS = [status, runs_cmd, down, doctor, compare, report]
+@click.command()
+@shared_options
+@click.argument("model")
+@click.option("--data", metavar="SOURCE", help="The dataset to evaluate it on (a folder or import file), instead "
+                                                "of the config's dataset.source.")
+@click.option("--name", help="The run's name (default: the config's, else from MODEL).")
+@click.option("--task", type=click.Choice(["multiclass", "multilabel"]), help="Default: the config's, else "
+                                                                               "multiclass.")
+@click.pass_obj
+def adopt(state: State, model, data, name, task):
+    """Register a model imgcls did not train as a run, so evaluate, compare and predict work on it (--run).
+    What it is made of is recorded as used, not created: `imgcls down` never deletes it.
+
+    \b
+    MODEL is one of:
+      customvision:<project id or name>/<published iteration name>
+      vertex:<endpoint id> | vertex:models/<model id> | vertex:projects/…/endpoints/… (or …/models/…)
+      azureml:<online endpoint>[/<deployment>]   (default: the deployment with most live traffic)
+
+    Credentials and workspace come from the config's provider section (-c) or the provider's variables;
+    the dataset from --data or the config. `imgcls evaluate --run ID` then scores its test split.
+    """
+    from .. import api
+    from ..errors import UsageError
+    if state.run_id:
+        raise UsageError("adopt makes a new run; --run does not apply", hint="drop --run")
+    cfg = load(state, config_path=state.config_given) if state.config_given else None
+    run, result = api.adopt(model, cfg, data=data, name=name, task=task, progress=state.progress)
+    emit(state, {"run": run.id, "model": result},
+         lambda v: click.echo(f"run {run.id}: adopted {model} (model {result.model_id}); next: "
+                              f"imgcls evaluate --run {run.id}"))
+
+
+COMMANDS = [status, runs_cmd, down, doctor, compare, report, adopt]

@@ -36,6 +36,7 @@ class Capabilities:
     deploy: bool = True
     export: tuple[str, ...] = ()
     batch_predict: bool = False
+    adopt: bool = False                        # `imgcls adopt` can take a model of it that imgcls did not train
     remote_uris: tuple[str, ...] = ()          # URI schemes it can reference without upload, e.g. ("gs",)
     credentials: str = ""                      # where it looks for credentials, for `imgcls providers`
     extra: str = ""                            # pip extra that installs its SDK
@@ -221,6 +222,16 @@ class Provider(ABC):
         `capabilities.batch_predict` implement it."""
         raise UnsupportedError(f"the {self.name} provider has no batch prediction",
                                hint="use online prediction: `imgcls predict` without --batch")
+
+    def adopt(self, ref: str) -> TrainResult:
+        """Take a model imgcls did not train (or the endpoint serving one), named by `ref` — what follows
+        "<provider>:" in `imgcls adopt` — as this run's model: look it up, record each resource it is made
+        of with ours=False (`down` releases them, never deletes them) and return it as a succeeded
+        TrainResult. Its extra holds "adopted" (the reference), "serving" (True: it answers predictions
+        as it is), "labels" (the model's, when the service names them, else None) and "multilabel"
+        (True/False when the service says, else None). Scoring must then go through what was recorded."""
+        raise UnsupportedError(f"the {self.name} provider cannot adopt a model it did not train",
+                               hint="`imgcls providers --json` shows which providers can (capabilities.adopt)")
 
     def ensure_scoring(self, model: TrainResult) -> None:  # noqa: B027 - a hook that may do nothing
         """Called before evaluate scores the test split; cloud providers deploy if they must."""

@@ -74,6 +74,7 @@ def register(router: Any) -> None:
     router.add("PATCH", HISTORY + r"(?:/experiments/[^/]+)?/runs/(?P<name>[^/]+)", patch_run)
     router.add("GET", HISTORY + r"(?:/experiments/[^/]+)?/runs/(?P<name>[^/]+)/details", get_run_details)
     router.add("GET", HISTORY + r"(?:/experiments/[^/]+)?/runs/(?P<name>[^/]+)/children", get_children)
+    router.add("POST", HISTORY + r"/rundata", get_run_data)
     router.add("GET", MLFLOW + r"/runs/get", mlflow_get_run)
     router.add("POST", MLFLOW + r"/runs/search", mlflow_search_runs)
     router.add("GET", MLFLOW + r"/metrics/get-history", mlflow_metric_history)
@@ -138,6 +139,7 @@ def _finish(fake: Any, run: Run) -> None:
         trial.properties["hyperparameters"] = json.dumps({"model_name": model_name})
         trial.model = model
         _write_mlflow_model(fake, trial)
+        _write_onnx_model(fake, trial, subset)
         if best is None or trial.metrics[metric] > best.metrics[metric]:
             best = trial
     assert best is not None
@@ -195,6 +197,17 @@ def _write_mlflow_model(fake: Any, trial: Run) -> None:
     fake.blobs.put(ARTIFACT_CONTAINER, prefix + "MLmodel", yaml.safe_dump(mlmodel).encode(), "text/plain")
     fake.blobs.put(ARTIFACT_CONTAINER, prefix + "toy-model.json", json.dumps(trial.model.to_dict()).encode(),
                    "application/json")
+
+
+def _write_onnx_model(fake: Any, trial: Run, examples: list) -> None:
+    """AutoML for images also leaves the trial's model as ONNX, with the labels in its output order, in
+    the trial's train_artifacts/ (Azure ML studio: the best trial's "Outputs + logs")."""
+    from ..toymodel import onnx_model
+
+    prefix = f"ExperimentRun/dcid.{trial.name}/train_artifacts/"
+    data, labels = onnx_model(examples)
+    fake.blobs.put(ARTIFACT_CONTAINER, prefix + "model.onnx", data, "application/octet-stream")
+    fake.blobs.put(ARTIFACT_CONTAINER, prefix + "labels.json", json.dumps(labels).encode(), "application/json")
 
 
 # -- reading the training data ---------------------------------------------------------------
@@ -414,6 +427,16 @@ def get_run(fake: Any, request: Request, match: Any) -> Response:
 def get_run_details(fake: Any, request: Request, match: Any) -> Response:
     run = _find(fake, match)
     return Response(200, _history_run(fake, run, details=True)) if run else not_found("Run", match["name"])
+
+
+def get_run_data(fake: Any, request: Request, match: Any) -> Response:
+    """Run history's rundata, which `jobs.download` asks first for a job's named outputs: AutoML trials
+    have none, so the SDK goes on to the default artifact store, ExperimentRun/dcid.<run>/."""
+    name = (request.json() or {}).get("runId") or ""
+    run = fake.state.jobs.get(name)
+    if run is None:
+        return not_found("Run", name)
+    return Response(200, {"runMetadata": {**_history_run(fake, run), "outputs": {}}})
 
 
 def patch_run(fake: Any, request: Request, match: Any) -> Response:

@@ -9,8 +9,10 @@ import importlib
 import inspect
 import io
 import logging
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -221,23 +223,29 @@ class Client:
     def default_datastore(self) -> dict:
         """The workspace's default datastore and a credential for its container (its SAS or key when the
         datastore holds one, else the Azure AD credential). Read once per client."""
-        if self._datastore is not None:
-            return self._datastore
+        if self._datastore is None:
+            self._datastore = self.datastore(None)
+        return self._datastore
+
+    def datastore(self, name: str | None) -> dict:
+        """A datastore (None: the default one) and a credential for its container: its SAS or key when
+        the datastore holds one, else the Azure AD credential."""
+        what = f"reading datastore {name}" if name else "reading the default datastore"
+        get = (lambda **kw: self.ml.datastores.get(name, **kw)) if name else self.ml.datastores.get_default
         try:
-            ds = self.call("reading the default datastore", self.ml.datastores.get_default, include_secrets=True)
-        except AuthError as exc:               # no listSecrets permission: upload as the identity itself
+            ds = self.call(what, get, include_secrets=True)
+        except AuthError as exc:               # no listSecrets permission: work as the identity itself
             if exc.details.get("status") != 403:
                 raise
-            ds = self.call("reading the default datastore", self.ml.datastores.get_default)
+            ds = self.call(what, get)
         creds, blob_credential = getattr(ds, "credentials", None), self.credential
         if getattr(creds, "sas_token", None):
             blob_credential = AzureSasCredential(creds.sas_token.lstrip("?"))
         elif getattr(creds, "account_key", None):
             blob_credential = AzureNamedKeyCredential(ds.account_name, creds.account_key)
-        self._datastore = {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
-                           "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
-                           "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
-        return self._datastore
+        return {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
+                "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
+                "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
 
     def container(self, account_url: str, name: str, credential: Any) -> ContainerClient:
         return ContainerClient(account_url=account_url, container_name=name, credential=credential,
@@ -260,6 +268,19 @@ class Client:
 
     def get_blob(self, container: ContainerClient, name: str) -> bytes:
         return self.call(f"downloading {name}", lambda: container.download_blob(name).readall())
+
+    def download_blob(self, container: ContainerClient, name: str, path) -> int:
+        """Stream a blob into `path` (written whole or not at all); its size in bytes."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                size = self.call(f"downloading {name}", lambda: container.download_blob(name).readinto(fh))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return size
 
     def delete_blobs(self, container: ContainerClient, names: list[str]) -> None:
         for name in names:

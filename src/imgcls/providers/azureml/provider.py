@@ -29,7 +29,7 @@ class AzureMLProvider(Provider):
     settings_model = AzureMLConfig
     requires = ("azure.ai.ml", "azure.identity", "azure.storage.blob")
     capabilities = Capabilities(
-        multiclass=True, multilabel=True, deploy=True, export=(), batch_predict=True,
+        multiclass=True, multilabel=True, deploy=True, export=("onnx",), batch_predict=True, adopt=True,
         remote_uris=("azureml",),
         credentials="azure-identity DefaultAzureCredential (env service principal, managed identity, az login)",
         extra="azureml")
@@ -201,13 +201,23 @@ class AzureMLProvider(Provider):
                 **{m["key"]: m["value"] for m in data.get("metrics") or []}}
 
     def ensure_scoring(self, model: TrainResult) -> None:
-        self.serving.ensure(model)
+        if self._adopted() is None:
+            self.serving.ensure(model)
 
     def deploy_model(self, model: TrainResult) -> Deployment:
-        rec = self.serving.ensure(model)
+        rec = self._adopted() or self.serving.ensure(model)
         return Deployment(self.name, rec["scoring_uri"], "deployed", extra={
             "endpoint": rec["endpoint"], "deployment": rec["name"], "model_id": rec["model_id"],
-            "instance_type": rec["instance_type"], "instance_count": rec["instance_count"]})
+            "instance_type": rec.get("instance_type"), "instance_count": rec.get("instance_count")})
+
+    def adopt(self, ref: str) -> TrainResult:
+        from . import adopt
+        return adopt.adopt(self, ref)
+
+    def _adopted(self) -> dict | None:
+        """The deployment of an endpoint imgcls did not make, which `imgcls adopt` recorded: it serves as it is."""
+        return next((r for r in self.run.resources("deployment") if not r.get("ours", True) and r.get("ready")),
+                    None)
 
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
         return self.serving.score(images, names)
@@ -218,6 +228,10 @@ class AzureMLProvider(Provider):
     def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
         from . import batch
         return batch.predict(self, model, uris)
+
+    def export(self, model: TrainResult, dest: Path) -> list[Path]:
+        from . import export
+        return export.export(self, model, Path(dest))
 
     # -- down -------------------------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:

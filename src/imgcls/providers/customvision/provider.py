@@ -28,7 +28,7 @@ class CustomVisionProvider(Provider):
     requires = ("azure.cognitiveservices.vision.customvision",)
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True,
-        export=("onnx", "tensorflow", "coreml", "dockerfile", "openvino"), batch_predict=False,
+        export=("onnx", "tensorflow", "coreml", "dockerfile", "openvino"), batch_predict=False, adopt=True,
         credentials="customvision.training_key / prediction_key (e.g. ${VISION_TRAINING_KEY})",
         extra="customvision",
         notice="Azure Custom Vision's SDK is deprecated and the service is set to retire; "
@@ -271,6 +271,10 @@ class CustomVisionProvider(Provider):
 
     def scoring_batch(self) -> int:
         return 1  # the prediction API takes one image per request
+
+    def adopt(self, ref: str) -> TrainResult:
+        from . import adopt
+        return adopt.adopt(self, ref)
 
     # -- export -----------------------------------------------------------------------------------
     def export(self, model: TrainResult, dest: Path) -> list[Path]:

@@ -38,7 +38,7 @@ class VertexProvider(Provider):
     capabilities = Capabilities(
         multiclass=True, multilabel=True, deploy=True,
         export=("tflite", "edgetpu-tflite", "tf-saved-model", "tf-js", "core-ml"),
-        batch_predict=True, remote_uris=("gs",),
+        batch_predict=True, remote_uris=("gs",), adopt=True,
         credentials="Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS or gcloud auth)",
         extra="vertex")
     # https://cloud.google.com/vertex-ai/docs/image-data/classification/prepare-data
@@ -201,10 +201,14 @@ class VertexProvider(Provider):
         """Large test splits go through one batch prediction job; small ones through the endpoint."""
         test = self._manifest()
         test = test[test["split"] == "test"]
-        if len(test) > self.settings.batch_predict_over:
+        serving = self._serving()
+        if serving is not None and not serving.get("ours", True):
+            return                      # an adopted endpoint: scored as it serves, whatever the size
+        # A batch job reads the images from the staging bucket, where an adopted model's never went.
+        if len(test) > self.settings.batch_predict_over and not self.run.ledger.get("adopted"):
             from . import batch
             self._batch = batch.scores(self, model, test)
-        elif not self._serving():
+        elif serving is None:
             self.deploy_model(model)
 
     def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
@@ -253,6 +257,10 @@ class VertexProvider(Provider):
         if getattr(self, "_uris", None) is None:
             self._uris = staging.gcs_uris(self.settings, self._manifest())
         return self._uris
+
+    def adopt(self, ref: str) -> TrainResult:
+        from . import adopt
+        return adopt.adopt(self, ref)
 
     # -- what Vertex says about the model ---------------------------------------------------------
     def service_metrics(self, model: TrainResult) -> dict | None:
