@@ -20,7 +20,7 @@ import numpy as np
 
 from imgcls.errors import DataError, UsageError
 from imgcls.providers.local import allocator
-from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
+from imgcls.providers.local.backbone import FEATURE_DIM, build_features, feature_extractor
 from imgcls.providers.local.finetune import BEST, average_weights, finetune
 from imgcls.providers.local.model import (
     Classifier,
@@ -214,14 +214,14 @@ def cached_features(items, backbone: str, cache_dir: Path, progress, counts: dic
     counts["cache_misses"] += len(missing)
     if not missing:
         return out
-    model = load_backbone(backbone)[0].to(memory_format=torch.channels_last)
+    extract = feature_extractor(backbone, Path(cache_dir) / "onnx")
     prep = preprocessing_for(backbone)
     decode = lambda i: prep.apply(load_image(items[i][0], draft_size=prep.resize))
     done = 0
-    with ThreadPoolExecutor(2) as pool, torch.inference_mode():
+    with ThreadPoolExecutor(2) as pool:
         for arrays in batches(pool, decode, missing, BATCH):
-            x = torch.from_numpy(np.stack(arrays))
-            feats = model(torch.cat([x, x.flip(3)]).contiguous(memory_format=torch.channels_last)).numpy()
+            x = np.stack(arrays)
+            feats = extract(np.concatenate([x, x[..., ::-1]]))
             for j, i in enumerate(missing[done:done + len(arrays)]):
                 out[i] = feats[[j, j + len(arrays)]]
                 # atomic, but unlike runs.atomic_write not fsynced: a cache file lost to a crash is recomputed
