@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..comparison import compare, report_path
 from ..providers import registry
+from .costs import bills, check_caps, down_expired, plan
 from .lifecycle import (
     deploy,
     evaluate,
@@ -33,6 +34,10 @@ def providers(cfg=None) -> list[dict]:
 
 
 __all__ = [
+    "bills",
+    "check_caps",
+    "down_expired",
+    "plan",
     "build_manifest",
     "compare",
     "config_fingerprint",
