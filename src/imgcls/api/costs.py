@@ -57,7 +57,7 @@ def _quota(cls: type[Provider], cfg: RunConfig, wanted: bool, progress: Progress
     except AuthError as exc:
         return {"checked": False, "detail": "the service refused the credentials", "warnings": [],
                 "error": exc.to_json()}
-    except Exception as exc:  # noqa: BLE001 - a pre-flight only adds warnings: whatever it hits, the plan stands
+    except Exception as exc:  # a pre-flight only adds warnings: whatever it hits, the plan stands
         detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         return {"checked": False, "detail": f"the pre-flight could not ask {cfg.provider}: {detail}", "warnings": []}
     for w in warnings:
