@@ -137,7 +137,7 @@ def guarded_deploy(run: Run, provider: Provider, model: TrainResult, expires_at=
             exc.hint = outcome["message"] + (f"; {exc.hint}" if exc.hint else "")
         raise
     stamp = clock.stamp(expires_at) if expires_at is not None else None
-    for res in provider.serving():
+    for res in provider.serving_resources():
         run.update_resource(res, expires_at=stamp)
     return deployment
 
@@ -152,14 +152,10 @@ def _after_failed_deploy(run: Run, provider: Provider, made: list[dict], keep: b
             left.append(what)
             continue
         try:
-            if res["status"] == "pending":
-                found = provider.find(res)
-                if found is None:
-                    run.mark_deleted(res, "abandoned")
-                    removed.append(f"{what} (never created)")
-                    continue
-                found = dict(found)
-                res = run.record(res["kind"], found.pop("id"), name=res["name"], **found)
+            res = _settle(provider, run, res)
+            if res is None:
+                removed.append(f"{what} (never created)")
+                continue
             note = provider.undeploy(res)
             run.update_resource(res, removed_by="failed deploy")
             removed.append(f"{what} ({note})")
@@ -179,6 +175,23 @@ def _after_failed_deploy(run: Run, provider: Provider, made: list[dict], keep: b
     run.set_step("deploy_failed", {"error": error, **outcome})
     run.event(f"deploy failed: {error}; {message}")
     return outcome
+
+
+def _settle(provider: Provider, run: Run, res: dict) -> dict | None:
+    """An entry to take down: as recorded, or (pending: its create call's answer never came) looked up
+    with the service by its name. None when there is nothing to take down under this entry."""
+    if res["status"] != "pending":
+        return res
+    found = provider.find(res)
+    if found is None:
+        run.mark_deleted(res, "abandoned")
+        return None
+    found = dict(found)
+    rid = found.pop("id")
+    if any(r is not res and r["kind"] == res["kind"] and r.get("id") == rid for r in run.live()):
+        run.mark_deleted(res, "abandoned")       # the same resource is recorded under its id: taken down there
+        return None
+    return run.record(res["kind"], rid, name=res["name"], **found)
 
 
 def _ask(look, fallback):
@@ -229,7 +242,7 @@ def down_expired(runs_root: str | Path | None = None, dry_run: bool = False, pro
             continue
         try:
             provider = registry.get(run.provider)(config_for(run, None), run, progress)
-            serving = provider.serving()
+            serving = provider.serving_resources()
         except ImgclsError as exc:
             failed.append({"run": run.id, "error": exc.message})
             continue
@@ -240,7 +253,8 @@ def down_expired(runs_root: str | Path | None = None, dry_run: bool = False, pro
                 entry["removed"].append({**what, "status": "would remove"})
                 continue
             try:
-                note = provider.undeploy(res)
+                res = _settle(provider, run, res)
+                note = "abandoned (never created)" if res is None else provider.undeploy(res)
             except (ImgclsError, OSError) as exc:
                 failed.append({"run": run.id, **what, "error": getattr(exc, "message", None) or str(exc)})
                 continue

@@ -241,7 +241,7 @@ class Provider(ABC):
         cluster's node limit, a bucket that must exist): warnings, never changes."""
         return []
 
-    def serving(self) -> list[dict]:
+    def serving_resources(self) -> list[dict]:
         """The live ledger entries that serve the run's deployment."""
         return [r for r in self.run.live() if r["kind"] in self.serving_kinds]
 

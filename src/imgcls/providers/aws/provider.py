@@ -362,12 +362,12 @@ class AwsProvider(Provider):
         return None
 
     # -- what serves: a started model (a state of the trained model, not a resource of its own) -------
-    def serving(self) -> list[dict]:
+    def serving_resources(self) -> list[dict]:
         return [r for r in self.run.resources("model") if r.get("started")]
 
     def deploy_made(self, before: list[dict]) -> list[dict]:
         was = {r.get("id") for r in before if r["kind"] == "model" and r.get("started")}
-        return super().deploy_made(before) + [r for r in self.serving() if r["id"] not in was]
+        return super().deploy_made(before) + [r for r in self.serving_resources() if r["id"] not in was]
 
     def undeploy(self, resource: dict) -> str:
         """A started model is stopped (it stops billing), not deleted: it is the run's trained model."""
