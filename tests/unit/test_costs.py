@@ -100,6 +100,9 @@ def test_a_bad_ttl_is_a_config_error_naming_its_line(images, tmp_path):
     path = write_config(tmp_path / "c.yaml", images, "local", "deploy:\n  ttl: 2 hours\n")
     code, _, both = _invoke("plan", "-c", str(path))
     assert code == 3 and "c.yaml:6" in both and "deploy.ttl" in both, both
+    code, _, both = _invoke("deploy", "-c", str(write_config(tmp_path / "d.yaml", images)), "--ttl", "soon")
+    assert code == 3 and "--ttl = 'soon' is not a duration" in both, both
+    assert not (tmp_path / ".imgcls").exists()
 
 
 # -- runs with endpoints, made by hand: a real process stands in for each endpoint ------------------

@@ -247,6 +247,8 @@ def deploy(cfg: RunConfig | None, run_id: str | None = None, timeout: float | No
     """Deploy the run's model (training first if needed). `ttl` (or deploy.ttl, e.g. "2h") records when the
     endpoint expires; a deploy that fails removes what it created unless `keep_on_failure`. Over a cap:
     ConfigError before anything is created."""
+    if ttl:
+        clock.parse_duration(ttl, "--ttl")          # a bad --ttl is refused before any work
     costs.check_caps(cfg, run_id, train=True, deploy=True)
     t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
     return t.run, _deploy(t, timeout, progress, ttl, keep_on_failure)
@@ -254,8 +256,8 @@ def deploy(cfg: RunConfig | None, run_id: str | None = None, timeout: float | No
 
 def _deploy(t: Target, timeout: float | None, progress: Progress, ttl: str | None = None,
             keep_on_failure: bool = False) -> Deployment:
-    expires_at = costs.expiry(t.cfg, ttl)        # a bad --ttl is refused before any work
     model, provider = _trained(t, progress, timeout)
+    expires_at = costs.expiry(t.cfg, ttl)        # counted from the deploy, not from a training before it
     deployment = costs.guarded_deploy(t.run, provider, model, expires_at, keep_on_failure, progress)
     t.run.set_step("deploy", {**runs_mod.to_jsonable(deployment),
                               "expires_at": clock.stamp(expires_at) if expires_at is not None else None})
@@ -314,9 +316,9 @@ def run(cfg: RunConfig | None, run_id: str | None = None, predict_inputs: list[s
     Gates are checked before deploying; the caps and `ttl` before anything is created."""
     started = time.monotonic()
     inputs = expand_inputs(predict_inputs) if predict_inputs else []
+    if ttl:
+        clock.parse_duration(ttl, "--ttl")          # a bad --ttl is refused before any work
     costs.check_caps(cfg, run_id, train=True, deploy=True)
-    if cfg is not None:
-        costs.expiry(cfg, ttl)                     # a bad --ttl is refused before any work
     t = open_run(cfg, run_id, new=run_id is None, allow_data_change=allow_data_change, progress=progress)
     dataset = _import(t, progress)
     trained = _train(t, True, timeout, progress)
