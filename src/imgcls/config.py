@@ -68,6 +68,8 @@ class TrainConfig(Section):
     budget_minutes: float = Field(15, gt=0, description="Wall-clock budget for local training and cloud job timeouts.")
     node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (for providers that bill training that way).")
     early_stopping: bool = True
+    max_cost_usd: float | None = Field(None, gt=0, description="Refuse (exit 3, before anything is created) when "
+                                       "`imgcls plan`'s training estimate is above this, or unknown.")
 
 
 class EvaluateConfig(Section):
@@ -98,6 +100,22 @@ class DeployConfig(Section):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     machine_type: str | None = None
+    ttl: str | None = Field(None, description="The endpoint expires this long after deploy (90s, 30m, 2h, 1d, 1w): "
+                            "`imgcls down --expired` removes it; the local server stops itself. Also --ttl.")
+    max_cost_usd_per_day: float | None = Field(None, gt=0, description="Refuse to deploy (exit 3, before anything "
+                                               "is created) when a day of the endpoint is estimated above this, "
+                                               "or unknown.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .clock import parse_duration
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.message}; {exc.hint}") from None
+        return value
 
 
 class PredictConfig(Section):

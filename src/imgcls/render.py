@@ -97,6 +97,9 @@ def render_status(result: dict) -> None:
         seen = "" if r["observed"] == r["status"] else f" (observed: {r['observed']})"
         owner = "" if r.get("ours", True) else " [not created by imgcls]"
         click.echo(f"  {r['status']:<8} {r['kind']:<18} {r.get('id') or r.get('name')}{owner}{seen}")
+    if result.get("expires_at"):
+        click.echo(f"  endpoint expires {result['expires_at']} ({result['time_left']}"
+                   + (" left" if result["time_left"] != "expired" else "; `imgcls down --expired` removes it") + ")")
     if result.get("unchecked"):
         click.echo(f"  note: {result['unchecked']}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..comparison import compare, report_path
 from ..providers import registry
 from .adopt import adopt
+from .costs import bills, check_caps, down_expired, plan
 from .dataset_export import export_dataset
 from .lifecycle import (
     deploy,
@@ -36,6 +37,10 @@ def providers(cfg=None) -> list[dict]:
 
 __all__ = [
     "adopt",
+    "bills",
+    "check_caps",
+    "down_expired",
+    "plan",
     "build_manifest",
     "compare",
     "config_fingerprint",

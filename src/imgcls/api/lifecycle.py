@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import clock
 from .. import runs as runs_mod
 from ..config import RunConfig
 from ..data import manifest
@@ -21,6 +22,7 @@ from ..progress import Progress
 from ..providers import registry
 from ..providers.base import DatasetRef, Deployment, Evaluation, Prediction, Provider, TrainResult
 from ..runs import Run, write_json
+from . import costs
 from .runstate import QUIET, Target, build_manifest, open_run, provider_for
 
 # -- dataset ---------------------------------------------------------------------------------
@@ -125,7 +127,9 @@ def labels_of_run(run: Run) -> list[str]:
 
 def train(cfg: RunConfig | None, run_id: str | None = None, wait: bool = True, timeout: float | None = None,
           allow_data_change: bool = False, progress: Progress = QUIET) -> tuple[Run, TrainResult]:
-    """Train (importing first if needed). A run whose training is under way is picked up, not restarted."""
+    """Train (importing first if needed). A run whose training is under way is picked up, not restarted.
+    Over train.max_cost_usd: ConfigError before anything is created."""
+    costs.check_caps(cfg, run_id, train=True)
     t = open_run(cfg, run_id, allow_data_change=allow_data_change, progress=progress)
     return t.run, _train(t, wait, timeout, progress)
 
@@ -247,15 +251,24 @@ def _save_predictions(run: Run, test: pd.DataFrame, labels: list[str], scores: n
 # -- deploy, export and predict ---------------------------------------------------------------
 
 def deploy(cfg: RunConfig | None, run_id: str | None = None, timeout: float | None = None,
-           progress: Progress = QUIET) -> tuple[Run, Deployment]:
+           progress: Progress = QUIET, ttl: str | None = None, keep_on_failure: bool = False) -> tuple[Run, Deployment]:
+    """Deploy the run's model (training first if needed). `ttl` (or deploy.ttl, e.g. "2h") records when the
+    endpoint expires; a deploy that fails removes what it created unless `keep_on_failure`. Over a cap:
+    ConfigError before anything is created."""
+    if ttl:
+        clock.parse_duration(ttl, "--ttl")          # a bad --ttl is refused before any work
+    costs.check_caps(cfg, run_id, train=True, deploy=True)
     t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
-    return t.run, _deploy(t, timeout, progress)
+    return t.run, _deploy(t, timeout, progress, ttl, keep_on_failure)
 
 
-def _deploy(t: Target, timeout: float | None, progress: Progress) -> Deployment:
+def _deploy(t: Target, timeout: float | None, progress: Progress, ttl: str | None = None,
+            keep_on_failure: bool = False) -> Deployment:
     model, provider = _trained(t, progress, timeout)
-    deployment = provider.deploy_model(model)
-    t.run.set_step("deploy", runs_mod.to_jsonable(deployment))
+    expires_at = costs.expiry(t.cfg, ttl)        # counted from the deploy, not from a training before it
+    deployment = costs.guarded_deploy(t.run, provider, model, expires_at, keep_on_failure, progress)
+    t.run.set_step("deploy", {**runs_mod.to_jsonable(deployment),
+                              "expires_at": clock.stamp(expires_at) if expires_at is not None else None})
     return deployment
 
 
@@ -349,18 +362,22 @@ def to_prediction(image: str, labels: list[str], row: np.ndarray, cfg: RunConfig
 # -- the whole flow ---------------------------------------------------------------------------
 
 def run(cfg: RunConfig | None, run_id: str | None = None, predict_inputs: list[str] = (),
-        timeout: float | None = None, allow_data_change: bool = False, progress: Progress = QUIET) -> dict:
+        timeout: float | None = None, allow_data_change: bool = False, progress: Progress = QUIET,
+        ttl: str | None = None, keep_on_failure: bool = False) -> dict:
     """import -> train -> evaluate -> deploy -> predict, in a new run (or `run_id`, resumed).
-    Gates are checked before deploying."""
+    Gates are checked before deploying; the caps and `ttl` before anything is created."""
     started = time.monotonic()
     inputs = expand_inputs(predict_inputs) if predict_inputs else []
+    if ttl:
+        clock.parse_duration(ttl, "--ttl")          # a bad --ttl is refused before any work
+    costs.check_caps(cfg, run_id, train=True, deploy=True)
     t = open_run(cfg, run_id, new=run_id is None, allow_data_change=allow_data_change, progress=progress)
     dataset = _import(t, progress)
     trained = _train(t, True, timeout, progress)
     evaluation = _evaluate(t, {}, timeout, progress)
     if t.cfg.provider == "local" and not t.cfg.deploy.detach:
         t.cfg = t.cfg.model_copy(update={"deploy": t.cfg.deploy.model_copy(update={"detach": True})})
-    deployment = _deploy(t, timeout, progress)
+    deployment = _deploy(t, timeout, progress, ttl, keep_on_failure)
     if not inputs:
         test = manifest.read(t.run.file("manifest.jsonl"))
         inputs = list(test[test["split"] == "test"]["uri"][:3])

@@ -75,6 +75,8 @@ def provider_for(cfg: RunConfig, run: Run, progress: Progress) -> Provider:
 def config_fingerprint(cfg: RunConfig) -> str:
     data = cfg.model_dump(mode="json")
     keyed = {k: data[k] for k in (*_MODEL_SECTIONS, cfg.provider) if k in data}
+    # A cost cap decides whether to train, not what: it makes no other model (and older runs' prints lack it).
+    keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "max_cost_usd"}
     keyed["base_dir"] = cfg.base_dir  # relative dataset paths mean other files elsewhere
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 

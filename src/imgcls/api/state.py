@@ -108,6 +108,8 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
            "state": _state(run), "steps": run.ledger["steps"], "training": op, "resources": resources}
     if unchecked:
         out["unchecked"] = f"resources not checked with {run.provider}: {unchecked}"
+    from .costs import expiry_view
+    out.update(expiry_view(run))
     return out
 
 

@@ -1,6 +1,6 @@
 """The `imgcls` command: click commands that parse options, call imgcls.api, print text or --json.
 
-One module per command group (data, lifecycle, runs, configure), each listing its COMMANDS; options.py
+One module per command group (data, costs, lifecycle, runs, configure), each listing its COMMANDS; options.py
 holds the shared options (accepted before or after the command's name), output.py the rendering of
 results and the one mapping of errors to exit codes. Nothing here knows a vendor, and nothing heavy is
 imported at module level: `imgcls --help` stays fast.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from . import configure, data, lifecycle, runs
+from . import configure, costs, data, lifecycle, runs
 from .options import CONTEXT, shared_options
 from .output import Cli
 
@@ -30,6 +30,6 @@ def main() -> None:
 
 
 # `imgcls --help` lists commands alphabetically (click's way); here they go in the data's order.
-for _group in (data, lifecycle, runs, configure):
+for _group in (data, costs, lifecycle, runs, configure):
     for _command in _group.COMMANDS:
         main.add_command(_command)

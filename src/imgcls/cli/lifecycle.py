@@ -10,7 +10,15 @@ import sys
 import click
 
 from ..render import render_evaluation, render_predictions
-from .options import State, data_change_option, load, shared_options, timeout_option, wait_options
+from .options import (
+    State,
+    data_change_option,
+    load,
+    shared_options,
+    timeout_option,
+    ttl_options,
+    wait_options,
+)
 from .output import emit
 
 
@@ -20,7 +28,8 @@ from .output import emit
 @wait_options
 @click.pass_obj
 def train(state: State, allow_data_change, wait, timeout):
-    """Train a model (importing the dataset first if the run has none)."""
+    """Train a model (importing the dataset first if the run has none). Refused (exit 3) before anything
+    is created when train.max_cost_usd is below `imgcls plan`'s training estimate (or it is unknown)."""
     from .. import api
     cfg = load(state)
     run, result = api.train(cfg, state.run_id, wait=wait, timeout=timeout, allow_data_change=allow_data_change,
@@ -62,16 +71,24 @@ def evaluate(state: State, allow_data_change, gates, timeout, data):
 @shared_options
 @click.option("--detach", is_flag=True, help="local: serve in the background; `imgcls down` stops it.")
 @click.option("--port", type=int, help="local: the port to serve on.")
+@ttl_options
 @timeout_option()
 @click.pass_obj
-def deploy(state: State, detach, port, timeout):
-    """Deploy the trained model to an endpoint (local: an HTTP server)."""
+def deploy(state: State, detach, port, ttl, keep_on_failure, timeout):
+    """Deploy the trained model to an endpoint (local: an HTTP server).
+
+    Refused (exit 3) before anything is created when deploy.max_cost_usd_per_day (or train.max_cost_usd,
+    if it must train first) is below `imgcls plan`'s estimate. A deploy that fails removes what it
+    created, unless --keep-on-failure."""
     from .. import api
     extra = [*(["deploy.detach=true"] if detach else []), *([f"deploy.port={port}"] if port is not None else [])]
     cfg = load(state, extra)
-    run, dep = api.deploy(cfg, state.run_id, timeout=timeout, progress=state.progress)
-    emit(state, {"run": run.id, "deployment": dep},
-         lambda v: click.echo(f"run {run.id}: {dep.status} at {dep.endpoint}"))
+    run, dep = api.deploy(cfg, state.run_id, timeout=timeout, progress=state.progress, ttl=ttl,
+                          keep_on_failure=keep_on_failure)
+    expires = (run.step("deploy") or {}).get("expires_at")
+    emit(state, {"run": run.id, "deployment": dep, "expires_at": expires},
+         lambda v: click.echo(f"run {run.id}: {dep.status} at {dep.endpoint}"
+                              + (f" (expires {expires}; `imgcls down --expired` removes it then)" if expires else "")))
 
 
 @click.command()
@@ -128,16 +145,18 @@ def predict(state: State, inputs, top_k, via, batch, fmt):
 @click.command("run")
 @shared_options
 @data_change_option
+@ttl_options
 @timeout_option()
 @click.argument("inputs", nargs=-1)
 @click.pass_obj
-def run_cmd(state: State, allow_data_change, timeout, inputs):
-    """Every step from one config: import, train, evaluate, deploy, predict (INPUTS or 3 test images)."""
+def run_cmd(state: State, allow_data_change, ttl, keep_on_failure, timeout, inputs):
+    """Every step from one config: import, train, evaluate, deploy, predict (INPUTS or 3 test images).
+    The caps (train.max_cost_usd, deploy.max_cost_usd_per_day) are checked before anything is created."""
     paths = _inputs(inputs, required=False)
     from .. import api
     cfg = load(state)
     result = api.run(cfg, state.run_id, paths, timeout=timeout, allow_data_change=allow_data_change,
-                     progress=state.progress)
+                     progress=state.progress, ttl=ttl, keep_on_failure=keep_on_failure)
 
     def render(_):
         render_evaluation(result["run"], result["evaluation"])

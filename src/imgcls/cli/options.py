@@ -97,6 +97,16 @@ def timeout_option(help: str | None = None):
     return click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help=help)
 
 
+def ttl_options(fn):
+    fn = click.option("--keep-on-failure", is_flag=True,
+                      help="A deploy that fails leaves what it created (marked in the ledger) instead of "
+                           "removing it; `imgcls down --run RUN_ID` removes it later.")(fn)
+    fn = click.option("--ttl", metavar="DURATION",
+                      help="The endpoint expires after this long (90s, 30m, 2h, 1d; overrides deploy.ttl): "
+                           "`imgcls down --expired` removes it then; the local server stops itself.")(fn)
+    return fn
+
+
 def data_change_option(fn):
     return click.option("--allow-data-change", is_flag=True,
                         help="With --run: go on although the dataset changed since the run imported it (the "

@@ -13,11 +13,18 @@ from .output import emit
 @click.command()
 @shared_options
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default .imgcls/runs).")
+@click.option("--all", "all_runs", is_flag=True,
+              help="What bills now: every run under the project with live resources, its provider, age, "
+                   "expiry (time left) and the estimated endpoint cost per day and so far.")
 @click.pass_obj
-def status(state: State, runs_dir):
-    """Show a run (its steps, training state, and each resource as the provider sees it now), or list
-    the runs. Only reads: never trains, uploads or deletes."""
+def status(state: State, runs_dir, all_runs):
+    """Show a run (its steps, training state, and each resource as the provider sees it now, and the
+    endpoint's time left), or list the runs. Only reads: never trains, uploads or deletes."""
     from .. import api
+    if all_runs:
+        from .costs import render_bills
+        emit(state, api.bills(runs_dir), render_bills)
+        return
     cfg = load(state, config_path=state.config_given) if state.config_given else None
     result = api.status(cfg, state.run_id, runs_dir, progress=state.progress)
     emit(state, result, render_status)
@@ -57,12 +64,21 @@ def doctor(state: State, run_id, runs_dir):
 @click.option("--keep-project", is_flag=True, help="customvision: keep the project and its images.")
 @click.option("--keep-model", is_flag=True, help="Keep the trained model.")
 @click.option("--keep-dataset", is_flag=True, help="Keep the uploaded dataset.")
+@click.option("--expired", is_flag=True,
+              help="Only the endpoints whose deploy.ttl (--ttl) has passed, of every run under the project "
+                   "(no config needed): endpoints, deployments, publications, started models, servers; "
+                   "nothing else. For a cron or CI cleanup step.")
+@click.option("--runs-dir", type=click.Path(file_okay=False), help="With --expired: where runs live.")
 @click.pass_obj
-def down(state: State, dry_run, keep, keep_project, keep_model, keep_dataset):
+def down(state: State, dry_run, keep, keep_project, keep_model, keep_dataset, expired, runs_dir):
     """Delete what runs created, as their ledgers list it: --run ID, or every run of the config (by its
     name and provider, whatever was edited since) that still holds something live. What a run only
-    used (a project, a cluster, a bucket you named) is kept."""
+    used (a project, a cluster, a bucket you named) is kept. --expired: only expired endpoints."""
     from .. import api
+    if expired:
+        from .costs import render_expired
+        emit(state, api.down_expired(runs_dir, dry_run=dry_run, progress=state.progress), render_expired)
+        return
     kinds = set(keep) | ({"project", "image"} if keep_project else set()) | ({"model"} if keep_model else set()) \
         | ({"dataset", "data", "blob", "object"} if keep_dataset else set())
     cfg = load(state)

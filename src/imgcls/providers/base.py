@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..config import RunConfig
     from ..progress import Progress
     from ..runs import Run
+    from .planning import Plan
 
 
 class StillInUse(ProviderError):
@@ -235,6 +236,46 @@ class Provider(ABC):
 
     def ensure_scoring(self, model: TrainResult) -> None:  # noqa: B027 - a hook that may do nothing
         """Called before evaluate scores the test split; cloud providers deploy if they must."""
+
+    # -- cost and safety hooks: plan, pre-flight, what serves and how it comes down ---------------
+    # Kinds of ledger entries that exist only to serve the deployment (an endpoint, a publication, a
+    # server): `down --expired` takes these down and nothing else.
+    serving_kinds: ClassVar[tuple[str, ...]] = ()
+    # deploy sets this (aware datetime) when deploy.ttl is given; a provider that can make the endpoint
+    # stop itself at that time (local) reads it
+    expires_at: Any = None
+
+    @classmethod
+    def plan(cls, config: RunConfig) -> Plan:
+        """What `config` would create and use, the training budget and the dollar estimate — offline:
+        no call to the service and nothing created. Providers override with their own knowledge."""
+        from .planning import Plan, unknown
+        why = f"the {cls.name} provider ships no price table"
+        return Plan(cls.name, None, [], {"amount": None, "unit": None, "note": why}, unknown(why), unknown(why))
+
+    @classmethod
+    def preflight(cls, config: RunConfig) -> list[str]:
+        """Read-only checks against the service, run by `plan` when credentials are found (quotas, a
+        cluster's node limit, a bucket that must exist): warnings, never changes."""
+        return []
+
+    def serving_resources(self) -> list[dict]:
+        """The live ledger entries that serve the run's deployment."""
+        return [r for r in self.run.live() if r["kind"] in self.serving_kinds]
+
+    def deploy_made(self, before: list[dict]) -> list[dict]:
+        """What the deploy step made since the ledger's resources were `before`: new live entries. A
+        provider whose deploy changes an entry it did not create (aws starts a trained model) adds it."""
+        from ..runs import same_entry
+        return [r for r in self.run.live() if not any(same_entry(r, b) for b in before)]
+
+    def undeploy(self, resource: dict) -> str:
+        """Take one serving (or deploy-made) entry down and record it; returns what became of it
+        ("deleted", "stopped", "gone"…). Deleting is the default; a provider whose serving is a state of
+        something else (aws: a started model) overrides this to stop it instead."""
+        note = self.delete(resource) or "deleted"
+        self.run.mark_deleted(resource, note)
+        return note
 
     # -- shared steps -----------------------------------------------------------------------
     def wait(self, look: Callable[[], tuple[str, dict]], what: str, timeout: float | None,

@@ -44,6 +44,17 @@ class AwsProvider(Provider):
     limits = Limits(min_images_per_label=1, max_labels=250, max_images=250_000, formats=("jpeg", "png"),
                     max_file_bytes=15 * MB, min_side=64, max_side=4096, max_predict_bytes=4 * MB)
     poll_interval = 30.0      # training takes AWS an hour or more; starting a model 10-40 minutes
+    serving_kinds = ()
+
+    @classmethod
+    def plan(cls, config):
+        from . import plan
+        return plan.plan(config)
+
+    @classmethod
+    def preflight(cls, config) -> list[str]:
+        from . import plan
+        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
@@ -349,3 +360,26 @@ class AwsProvider(Provider):
             raise ProviderError(f"the aws provider does not know how to delete a {kind!r} ({rid})",
                                 hint="delete it in the AWS console, then edit it out of the run's ledger.json")
         return None
+
+    # -- what serves: a started model (a state of the trained model, not a resource of its own) -------
+    def serving_resources(self) -> list[dict]:
+        return [r for r in self.run.resources("model") if r.get("started")]
+
+    def deploy_made(self, before: list[dict]) -> list[dict]:
+        was = {r.get("id") for r in before if r["kind"] == "model" and r.get("started")}
+        return super().deploy_made(before) + [r for r in self.serving_resources() if r["id"] not in was]
+
+    def undeploy(self, resource: dict) -> str:
+        """A started model is stopped (it stops billing), not deleted: it is the run's trained model."""
+        if resource["kind"] != "model":
+            return super().undeploy(resource)
+        status = self._status(resource)
+        if status == "STARTING":
+            status = self._wait_status(resource, {"STARTING"}, "waiting for the model to start", STOP_WAIT)
+        if status == "RUNNING":
+            self.client.stop(resource["id"])
+            status = "STOPPING"
+        if status == "STOPPING":
+            self._wait_status(resource, {"STOPPING"}, "stopping the model", STOP_WAIT)
+        self.run.update_resource(resource, started=False)
+        return "stopped" if status in ("RUNNING", "STOPPING") else status.lower()

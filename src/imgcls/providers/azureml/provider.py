@@ -44,6 +44,17 @@ class AzureMLProvider(Provider):
     # The project's cluster serves every run that finds it: `down` of the run that created it hands it
     # to a run still using it, and the last one's `down` deletes it.
     shared_kinds = ("compute",)
+    serving_kinds = ("deployment", "endpoint")
+
+    @classmethod
+    def plan(cls, config):
+        from . import plan
+        return plan.plan(config)
+
+    @classmethod
+    def preflight(cls, config) -> list[str]:
+        from . import plan
+        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

@@ -98,3 +98,5 @@ class AzureMLConfig(Section):
     batch_mini_batch_size: int = Field(10, ge=1, description="Images each `predict --batch` worker scores at once.")
     predict_batch: int = Field(8, ge=1, le=64, description="Images per scoring request (each request also stays "
                                                            "under 4 MB).")
+    location: str | None = Field(None, description="Azure region of the workspace (e.g. eastus), for `imgcls "
+                                                   "plan`'s prices; unset: the estimate says unknown.")

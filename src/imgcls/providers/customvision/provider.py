@@ -43,6 +43,17 @@ class CustomVisionProvider(Provider):
                     # going up to 400 ms a request
                     predict_concurrency=8, predict_requests_per_second=20.0)
     poll_interval = 10.0
+    serving_kinds = ("publication",)
+
+    @classmethod
+    def plan(cls, config):
+        from . import plan
+        return plan.plan(config)
+
+    @classmethod
+    def preflight(cls, config) -> list[str]:
+        from . import plan
+        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

@@ -94,3 +94,6 @@ class CustomVisionConfig(Section):
                                                                           "`imgcls export` defaults to ONNX.")
     retries: int = Field(5, ge=0, le=20, description="Retries of a throttled (429) or failed (5xx, dropped "
                                                      "connection) call, honouring Retry-After.")
+    region: str | None = Field(None, description="Azure region of the Custom Vision resources (e.g. westeurope), "
+                                                 "for `imgcls plan`'s prices; unset: read from a regional endpoint "
+                                                 "(https://<region>.api.cognitive.microsoft.com), else unknown.")

@@ -38,6 +38,12 @@ class LocalProvider(Provider):
                     max_file_bytes=50_000_000, max_predict_bytes=8 * 1024 * 1024)
     poll_interval = 1.0
     trains_on_local_files = True
+    serving_kinds = ("server",)
+
+    @classmethod
+    def plan(cls, config):
+        from . import plan
+        return plan.plan(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
@@ -160,6 +166,9 @@ class LocalProvider(Provider):
                   for arg in (f"--{key.replace('_', '-')}", str(value))]
         argv = [sys.executable, "-m", "imgcls.providers.local.serve", str(self.artifact_dir),
                 "--host", dep.host, "--port", str(port), *limits]
+        if self.expires_at is not None:
+            from ...clock import stamp
+            argv += ["--expires-at", stamp(self.expires_at)]
         with open(log, "ab") as fh:
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         self.run.record("server", f"pid:{proc.pid}", name=name, url=url, port=port, log=str(log),
@@ -181,7 +190,7 @@ class LocalProvider(Provider):
         self.progress.log(f"serving {url} (POST /predict, GET /health) — Ctrl-C stops")
         res = self.run.resource("server")
         try:
-            serve.serve(self.artifact_dir, host, port, limits=limits)
+            serve.serve(self.artifact_dir, host, port, expires_at=self.expires_at, limits=limits)
         except KeyboardInterrupt:
             pass
         finally:

@@ -138,9 +138,22 @@ def make_server(artifact_dir: Path, host: str = "127.0.0.1", port: int = 0, max_
     return ModelServer((host, port), create_app(Path(artifact_dir), limits, max_batch, batch_wait_ms), limits)
 
 
-def serve(artifact_dir: Path, host: str = "127.0.0.1", port: int = 8080, **options) -> None:
-    """Serve in the foreground until Ctrl-C or SIGTERM."""
+def serve(artifact_dir: Path, host: str = "127.0.0.1", port: int = 8080, expires_at=None, **options) -> None:
+    """Serve in the foreground until Ctrl-C, SIGTERM or `expires_at` (an aware datetime: deploy.ttl)."""
+    from imgcls import clock
+    left = None if expires_at is None else (expires_at - clock.now()).total_seconds()
+    if left is not None and left <= 0:
+        print(f"not serving {artifact_dir}: it expired at {clock.stamp(expires_at)} (deploy.ttl)",
+              file=sys.stderr, flush=True)
+        return
     server = make_server(artifact_dir, host, port, **options)
+    if left is not None:
+        # The endpoint stops itself at expiry, as `down --expired` would: a forgotten one stops billing too.
+        timer = threading.Timer(left, server.shutdown)
+        timer.daemon = True
+        timer.start()
+        print(f"the endpoint expires at {clock.stamp(expires_at)} and stops then (deploy.ttl)",
+              file=sys.stderr, flush=True)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -163,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("artifact_dir", type=Path)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0: any free port (printed)")
+    parser.add_argument("--expires-at", default=None, help="ISO 8601 time at which the server stops (deploy.ttl)")
     for name, field in EndpointLimits.model_fields.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=field.annotation, default=field.default,
                             help=field.description)
@@ -171,7 +185,14 @@ def main(argv: list[str] | None = None) -> None:
         limits = EndpointLimits(**{name: args.pop(name) for name in EndpointLimits.model_fields})
     except ValueError as exc:
         parser.error(str(exc))
-    serve(args["artifact_dir"], args["host"], args["port"], limits=limits)
+    expires_at = None
+    if args["expires_at"]:
+        from imgcls import clock
+        try:
+            expires_at = clock.parse_time(args["expires_at"])
+        except ValueError:
+            parser.error(f"--expires-at {args['expires_at']!r} is not an ISO 8601 time")
+    serve(args["artifact_dir"], args["host"], args["port"], expires_at=expires_at, limits=limits)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ class VertexProvider(Provider):
                     # per minute per region
                     predict_concurrency=8, predict_requests_per_second=500.0)
     poll_interval = 30.0
+    serving_kinds = ("endpoint",)
+
+    @classmethod
+    def plan(cls, config):
+        from . import plan
+        return plan.plan(config)
+
+    @classmethod
+    def preflight(cls, config) -> list[str]:
+        from . import plan
+        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
