@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -312,6 +313,19 @@ def test_a_short_budget_trains_one_member(tmp_path, cache_dir, monkeypatch):
     (member,) = info["members"]
     assert info["averaged_members"] == 1 and 1 <= member["epochs"] <= member["planned_epochs"] < 1000  # fitted to 18 s
     assert info["seconds"] <= 18
+
+
+def test_a_machine_slower_than_planned_keeps_its_one_fine_tuned_epoch(tmp_path, cache_dir, monkeypatch):
+    """Every reading of the schedule's clock moves it 100 s: the first epoch "takes" 100 s and the
+    30-epoch plan shrinks to that one epoch, which must then be kept over the head-only start."""
+    ticks = itertools.count(step=100.0)
+    monkeypatch.setattr(finetune, "clock", lambda: next(ticks))
+    monkeypatch.setitem(finetune.BEST, "batch_size", 8)
+    classes = ["daisy", "sunflowers"]
+    info = train_mod.train(items("train", 6, classes), [], classes, multilabel=False, preset="best",
+                           budget_minutes=5, workdir=tmp_path, cache_dir=cache_dir)
+    (member,) = info["members"]
+    assert (member["epochs"], member["planned_epochs"], member["best_epoch"]) == (1, 1, 1)
 
 
 def test_members_hold_out_disjoint_validation_folds():
