@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -286,8 +287,9 @@ def test_multilabel_best_averages_members_that_share_a_given_validation_split(tm
     yellow = {"dandelion", "sunflowers"}
     data = [(p, sha, labels + (["yellow"] if labels[0] in yellow else [])) for p, sha, labels in items("train", 5)]
     labels = LABELS + ["yellow"]
+    # max_epochs, not the budget, ends each member: a generous budget keeps two members on a busy machine
     info = train_mod.train(data[1::5] + data[2::5] + data[3::5] + data[4::5], data[::5], labels, multilabel=True,
-                           preset="best", budget_minutes=5, workdir=tmp_path, cache_dir=cache_dir)
+                           preset="best", budget_minutes=60, workdir=tmp_path, cache_dir=cache_dir)
     assert [(m["n_train"], m["n_val"], m["epochs"]) for m in info["members"]] == [(20, 5, 2), (20, 5, 2)]
     assert 1 <= info["averaged_members"] <= 2 and info["temperature"] == 1.0  # 10 held-out logits: too few
     export_onnx(tmp_path, tmp_path / "artifact", labels, multilabel=True, int8=False)
@@ -311,6 +313,19 @@ def test_a_short_budget_trains_one_member(tmp_path, cache_dir, monkeypatch):
     (member,) = info["members"]
     assert info["averaged_members"] == 1 and 1 <= member["epochs"] <= member["planned_epochs"] < 1000  # fitted to 18 s
     assert info["seconds"] <= 18
+
+
+def test_a_machine_slower_than_planned_keeps_its_one_fine_tuned_epoch(tmp_path, cache_dir, monkeypatch):
+    """Every reading of the schedule's clock moves it 100 s: the first epoch "takes" 100 s and the
+    30-epoch plan shrinks to that one epoch, which must then be kept over the head-only start."""
+    ticks = itertools.count(step=100.0)
+    monkeypatch.setattr(finetune, "clock", lambda: next(ticks))
+    monkeypatch.setitem(finetune.BEST, "batch_size", 8)
+    classes = ["daisy", "sunflowers"]
+    info = train_mod.train(items("train", 6, classes), [], classes, multilabel=False, preset="best",
+                           budget_minutes=5, workdir=tmp_path, cache_dir=cache_dir)
+    (member,) = info["members"]
+    assert (member["epochs"], member["planned_epochs"], member["best_epoch"]) == (1, 1, 1)
 
 
 def test_members_hold_out_disjoint_validation_folds():
