@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from ...errors import DataError
 from ...plugins import Registry
@@ -73,5 +74,45 @@ def resolve(source: str, cfg=None) -> list[RemoteImage]:
     return list_images(source, cfg)[0]
 
 
-__all__ = ["GROUP", "TASK_TYPES", "RemoteImage", "is_remote", "list_images", "lister", "register_scheme", "resolve",
+def load(source: str, cfg=None, progress=None, workers: int = 8, cache_root: Path | None = None):
+    """The source as a manifest of local copies: every tagged image fetched into the content-addressed
+    cache (only what is not there yet), `uri` the cached file and `source_uri` where it came from.
+    Untagged images are counted, warned about and left out. Returns (manifest frame, task type).
+    `cache_root`: default $IMGCLS_CACHE/images, else .imgcls/cache/images in the project."""
+    from .. import manifest
+    from .cache import ImageCache, default_root
+    images, task = list_images(source, cfg)
+    tagged = [i for i in images if i.labels]
+    untagged = len(images) - len(tagged)
+    if untagged and progress is not None:
+        progress.warn(f"{source}: {untagged} untagged image(s) skipped (tag them at the source to use them)")
+    if not tagged:
+        raise DataError(f"{source}: no tagged images found ({len(images)} image(s) listed, none with a label)",
+                        hint="check the source: a folder tree needs <label>/ sub-folders, a project tagged images")
+    cache = ImageCache(cache_root or default_root())
+    if progress is not None:
+        progress.log(f"{source}: {len(tagged)} tagged image(s); fetching into {cache.root}")
+    fetched = cache.fetch(tagged, workers=workers, progress=progress, source=source)
+    rows, by_sha, dupes = [], {}, []
+    for f in fetched:
+        if f.sha256 in by_sha:   # the same bytes listed twice: one image, its labels merged
+            row = by_sha[f.sha256]
+            row["labels"] = sorted(set(row["labels"]) | set(f.image.labels))
+            dupes.append(f.image.uri)
+            continue
+        row = {"uri": str(f.path), "labels": list(f.image.labels), "split": f.image.split,
+               "source_uri": f.image.uri}
+        by_sha[f.sha256] = row
+        rows.append(row)
+    if dupes and progress is not None:
+        progress.warn(f"{source}: {len(dupes)} image(s) have the same bytes as another and were kept once: "
+                      + ", ".join(dupes[:3]) + (" …" if len(dupes) > 3 else ""))
+    df = manifest.build(rows)
+    df.attrs["origins"] = {r["uri"]: r["source_uri"] for r in rows}
+    df.attrs["source"] = {"source": source, "task": task, "listed": len(images), "untagged": untagged,
+                          "downloaded": sum(f.downloaded for f in fetched), "cached": sum(not f.downloaded for f in fetched)}
+    return df, task
+
+
+__all__ = ["GROUP", "TASK_TYPES", "RemoteImage", "is_remote", "list_images", "lister", "load", "register_scheme", "resolve",
            "scheme_of", "schemes"]
