@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,40 @@ def read_source(cfg: RunConfig, source: str, progress: Progress = QUIET,
     if default_split:
         df["split"] = df["split"].map(lambda s: s or default_split)
     return df
+
+
+def source_config(source: str, cfg: RunConfig | None = None, provider: str | None = None,
+                  overrides: list[str] = ()) -> RunConfig:
+    """The config that imports `source` (a folder, an import file or a source by URI): `cfg` with its
+    dataset.source replaced, or, without a config, a new one: provider `local` unless given, named
+    after the source, its task the source's own (a Custom Vision project's classification type…)."""
+    if not sources.is_remote(source):
+        # Given on the command line: relative to where the command runs, not to the config file.
+        source = str(Path(os.path.expanduser(source)).resolve())
+    if cfg is not None:
+        return cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"source": source})})
+    import yaml
+
+    from ..config import parse_config
+    task = sources.list_images(source, None)[1] if sources.is_remote(source) else "multiclass"
+    data = {"name": source_name(source), "provider": provider or "local", "task": task,
+            "dataset": {"source": source}}
+    return parse_config(yaml.safe_dump(data, sort_keys=False), f"<dataset-import {source}>", list(overrides),
+                        provider)
+
+
+def source_name(source: str) -> str:
+    """A run name for a source: its last path component (`gs://b/flowers/` -> flowers), or scheme-ref
+    (`customvision:5f0c…` -> customvision-5f0c1a2b)."""
+    scheme = sources.scheme_of(source)
+    ref = source.rstrip("/")
+    if scheme and not ref[len(scheme) + 1:].startswith("//"):
+        tail = ref[len(scheme) + 1:]
+        name = f"{scheme}-{tail[:8] if re.fullmatch(r'[0-9a-fA-F-]{36}', tail) else tail}"
+    else:
+        name = Path(ref.rsplit("/", 1)[-1]).stem or "dataset"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:63]
+    return name or "dataset"
 
 
 def verify_manifest(run: Run, df: pd.DataFrame) -> None:
