@@ -151,7 +151,7 @@ def source_config(source: str, cfg: RunConfig | None = None, provider: str | Non
     import yaml
 
     from ..config import parse_config
-    task = sources.list_images(source, None)[1] if sources.is_remote(source) else "multiclass"
+    task = sources.list_images(source, None, keep=True)[1] if sources.is_remote(source) else "multiclass"
     data = {"name": source_name(source), "provider": provider or "local", "task": task,
             "dataset": {"source": source}}
     return parse_config(yaml.safe_dump(data, sort_keys=False), f"<dataset-import {source}>", list(overrides),

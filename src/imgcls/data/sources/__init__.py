@@ -8,6 +8,7 @@ from the environment, as the provider reads them).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +57,15 @@ def lister(scheme: str) -> Lister:
     return schemes.load(scheme)
 
 
-def list_images(source: str, cfg=None) -> tuple[list[RemoteImage], str]:
-    """Every image `source` lists (tagged or not) and its task type, nothing fetched yet."""
+# A listing kept for the next load() of the same source in this process: `dataset-import SOURCE` lists
+# once to learn the task before the config exists, and a large project is not listed twice.
+_kept: dict[str, tuple[float, list[RemoteImage], str]] = {}
+KEEP_S = 600.0
+
+
+def list_images(source: str, cfg=None, keep: bool = False) -> tuple[list[RemoteImage], str]:
+    """Every image `source` lists (tagged or not) and its task type, nothing fetched yet. `keep`: the
+    next load() of this source (within KEEP_S seconds) uses this listing instead of asking again."""
     scheme = scheme_of(source)
     if scheme is None:
         raise DataError(f"{source!r} is not a source URI", hint="give scheme:ref, e.g. gs://bucket/flowers/ "
@@ -66,7 +74,10 @@ def list_images(source: str, cfg=None) -> tuple[list[RemoteImage], str]:
     images, task = lister(scheme)(ref, cfg)
     if task not in TASK_TYPES:
         raise DataError(f"{source}: the source's task type {task!r} is not one of {', '.join(TASK_TYPES)}")
-    return list(images), task
+    images = list(images)
+    if keep:
+        _kept[source] = (time.monotonic(), images, task)
+    return images, task
 
 
 def resolve(source: str, cfg=None) -> list[RemoteImage]:
@@ -81,7 +92,8 @@ def load(source: str, cfg=None, progress=None, workers: int = 8, cache_root: Pat
     `cache_root`: default $IMGCLS_CACHE/images, else .imgcls/cache/images in the project."""
     from .. import manifest
     from .cache import ImageCache, default_root
-    images, task = list_images(source, cfg)
+    kept = _kept.pop(source, None)
+    images, task = kept[1:] if kept and time.monotonic() - kept[0] < KEEP_S else list_images(source, cfg)
     tagged = [i for i in images if i.labels]
     untagged = len(images) - len(tagged)
     if untagged and progress is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
-import threading
 import urllib.request
 from pathlib import Path, PurePosixPath
 
@@ -21,9 +20,6 @@ EXTRAS = {"gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"), "s3": ("s3fs", "s3"),
           "az": ("adlfs", "azure-blob"), "abfs": ("adlfs", "azure-blob"), "abfss": ("adlfs", "azure-blob")}
 _AUTH_WORDS = ("credential", "unauthori", "forbidden", "auth", "accessdenied", "access denied")
 
-_filesystems: dict[str, object] = {}
-_fs_lock = threading.Lock()
-
 
 def require(scheme: str) -> None:
     """The fsspec implementation of `scheme` is installed, else a MissingDependency naming the extra."""
@@ -33,13 +29,10 @@ def require(scheme: str) -> None:
 
 
 def filesystem(scheme: str):
-    """One fsspec filesystem per scheme, shared by the threads that fetch (they are thread-safe)."""
+    """The scheme's fsspec filesystem (fsspec keeps one instance, shared by the fetching threads)."""
     require(scheme)
     import fsspec
-    with _fs_lock:
-        if scheme not in _filesystems:
-            _filesystems[scheme] = fsspec.filesystem(scheme)
-        return _filesystems[scheme]
+    return fsspec.filesystem(scheme)
 
 
 def _path(uri: str) -> tuple[str, str]:
