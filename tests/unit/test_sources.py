@@ -315,3 +315,14 @@ def test_dataset_import_unreadable_source_exit_4_and_no_run(bucket, tmp_path):
 def test_dataset_import_source_with_run_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["--json", "dataset-import", "memory://x/y", "--run", "abc"])
     assert result.exit_code == 2
+
+
+def test_dataset_import_local_folder_without_a_config(tmp_path):
+    from tests.conftest import make_dataset
+    make_dataset(tmp_path / "pets", {"cat": 3, "dog": 3})
+    result = CliRunner().invoke(main, ["--json", "dataset-import", "pets", "--set", "split.test=0.3"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["run"].startswith("pets-local-") and doc["dataset"]["images"] == 6
+    config = (tmp_path / ".imgcls" / "runs" / doc["run"] / "config.yaml").read_text()
+    assert str(tmp_path / "pets") in config and "test: 0.3" in config

@@ -168,8 +168,11 @@ class ImageCache:
                     progress.advance("downloading", len(results) + len(failed), len(images))
                 if in_a_row >= GIVE_UP_AFTER:
                     break
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            # Ctrl-C or a refused key: do not wait for reads in flight (what they finish lands whole).
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
         if failed:
             kept = len(results)
             shown = "; ".join(f"{u}: {why}" for u, why in failed[:5]) + (" …" if len(failed) > 5 else "")
