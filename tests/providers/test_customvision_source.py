@@ -161,3 +161,39 @@ def test_wrong_key_exit_5(fake, tmp_path, monkeypatch):
     monkeypatch.setenv("VISION_TRAINING_KEY", "not-the-key")
     code, doc, _ = invoke("dataset-import", "customvision:multi-cv")
     assert code == 5 and "training key" in doc["message"]
+
+
+def test_import_killed_mid_fetch_resumes_with_what_landed(fake, cv, tmp_path):
+    """SIGKILL the importing process while it fetches (as a CI timeout would): what its index names is
+    complete and not fetched again; everything else is fetched exactly once."""
+    import signal
+    _, pid, _ = cv
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "dataset-import", f"customvision:{pid}"],
+                            cwd=tmp_path, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = []
+
+    def kill_at_100th(method, path):
+        seen.append(path)
+        if len(seen) == 100:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            return True
+        return len(seen) > 100   # requests already on their way die with the process
+
+    fake.hooks.add("GET", r"^/_fake/images/", kill_at_100th, when="before", times=1000)
+    try:
+        assert proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        fake.hooks.clear()
+    index = Path(os.environ["IMGCLS_CACHE"]) / "images" / "index.jsonl"
+    landed = {json.loads(line)["uri"].rsplit("/", 1)[1] for line in index.read_text().splitlines()}
+    assert 0 < len(landed) < 100
+    assert not list((tmp_path / ".imgcls" / "runs").glob("*/manifest.jsonl"))
+    since = len(fake.requests)
+    code, doc, err = invoke("dataset-import", f"customvision:{pid}")
+    assert code == 0, err
+    fetched = [p.rsplit("/", 1)[1] for p in image_gets(fake, since)]
+    assert not set(fetched) & landed
+    assert sorted(fetched + sorted(landed)) == sorted(i.id for i in fake.state.projects[pid].images.values()
+                                                      if i.tag_ids)
+    assert len(rows_of(tmp_path, doc["run"])) == 3 * PER_TAG
