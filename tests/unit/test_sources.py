@@ -326,3 +326,15 @@ def test_dataset_import_local_folder_without_a_config(tmp_path):
     assert doc["run"].startswith("pets-local-") and doc["dataset"]["images"] == 6
     config = (tmp_path / ".imgcls" / "runs" / doc["run"] / "config.yaml").read_text()
     assert str(tmp_path / "pets") in config and "test: 0.3" in config
+
+
+def test_a_listers_connection_error_is_a_data_error_naming_the_source():
+    def down(ref, cfg):
+        raise ConnectionRefusedError("connection refused")
+    sources.register_scheme("down", down)
+    try:
+        with pytest.raises(DataError) as err:
+            sources.list_images("down:here")
+    finally:
+        sources.schemes.unregister("down")
+    assert err.value.exit_code == 4 and "down:here" in err.value.message

@@ -71,7 +71,12 @@ def list_images(source: str, cfg=None, keep: bool = False) -> tuple[list[RemoteI
         raise DataError(f"{source!r} is not a source URI", hint="give scheme:ref, e.g. gs://bucket/flowers/ "
                                                                 "or customvision:<project>")
     ref = source if source[len(scheme) + 1:].startswith("//") else source[len(scheme) + 1:]
-    images, task = lister(scheme)(ref, cfg)
+    list_fn = lister(scheme)
+    try:
+        images, task = list_fn(ref, cfg)
+    except OSError as exc:   # a lister's network or file error that it did not name itself
+        raise DataError(f"cannot read {source}: {type(exc).__name__}: {str(exc)[:200]}",
+                        hint="check that the source exists and can be reached, then run the command again") from None
     if task not in TASK_TYPES:
         raise DataError(f"{source}: the source's task type {task!r} is not one of {', '.join(TASK_TYPES)}")
     images = list(images)
@@ -126,5 +131,5 @@ def load(source: str, cfg=None, progress=None, workers: int = 8, cache_root: Pat
     return df, task
 
 
-__all__ = ["GROUP", "TASK_TYPES", "RemoteImage", "is_remote", "list_images", "lister", "load", "register_scheme", "resolve",
-           "scheme_of", "schemes"]
+__all__ = ["GROUP", "TASK_TYPES", "RemoteImage", "is_remote", "list_images", "lister", "load", "register_scheme",
+           "resolve", "scheme_of", "schemes"]
