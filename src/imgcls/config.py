@@ -36,7 +36,9 @@ class Section(BaseModel):
 
 class DatasetConfig(Section):
     source: str = Field(description="A folder of <label>/ sub-folders (optionally under train/ validation/ test/), "
-                                    "an imgcls manifest.jsonl, or an import file in a registered format.")
+                                    "an imgcls manifest.jsonl, an import file in a registered format, or a "
+                                    "source by URI (customvision:<project>, gs://…, s3://…, az://…), "
+                                    "downloaded into the cache.")
     format: str = Field("auto", description="auto (from the source), or a registered import format's name.")
     test_source: str | None = Field(None, description="A separate test set in the same formats; its images are the test split.")
 
@@ -400,8 +402,9 @@ def _loads(provider: str) -> bool:
 
 
 def resolve_path(config: RunConfig, value: str) -> str:
-    """A path from the config, relative to the config file's folder; URIs pass through."""
-    if "://" in value:
+    """A path from the config, relative to the config file's folder; URIs (and `scheme:ref` sources) pass through."""
+    from .data.sources import is_remote
+    if "://" in value or is_remote(value):
         return value
     p = Path(os.path.expanduser(value))
     return str(p if p.is_absolute() else (Path(config.base_dir) / p).resolve())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import time
 
 from tests.fakes.customvision.server import fetch_image_url, routes
@@ -224,14 +225,30 @@ def delete_image_tags(fake, req, project_id):
     return 204, None
 
 
-def get_image_bytes(fake, req, project_id, image_id):
+def get_image_bytes(fake, req, project_id, image_id, variant=None):
     try:
         image = fake.state.project(project_id).images.get(image_id.lower())
     except ServiceError:
         image = None
-    if image is None:
+    if image is None or variant not in (None, "resized", "thumbnail"):
         raise not_found("BlobNotFound", "The specified blob does not exist.")
-    return 200, image.data, "application/octet-stream"
+    if variant is None:
+        return 200, image.data, "application/octet-stream"
+    return 200, _reencoded(image.data, RESIZED_SIDE if variant == "resized" else THUMBNAIL_SIDE), "image/jpeg"
+
+
+RESIZED_SIDE, THUMBNAIL_SIDE = 1024, 128
+
+
+def _reencoded(data: bytes, side: int) -> bytes:
+    """A JPEG copy at most `side` pixels on its long side: never the uploaded bytes."""
+    from PIL import Image as PILImage
+    with PILImage.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB")
+        im.thumbnail((side, side))
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 ROUTES = routes("training", [
@@ -250,4 +267,5 @@ ROUTES = routes("training", [
     ("DELETE", "/projects/{project_id}/images/tags", delete_image_tags),
 ]) + routes("public", [
     ("GET", "/images/{project_id}/{image_id}", get_image_bytes),
+    ("GET", "/images/{project_id}/{image_id}/{variant}", get_image_bytes),
 ])

@@ -258,11 +258,13 @@ class Project:
         }
 
     def image_json(self, image: Image, base_url: str) -> dict:
+        # Three signed blob links, as the service returns: only the original holds the uploaded bytes;
+        # the resized copy and the thumbnail are re-encoded by the service.
         uri = f"{base_url}/_fake/images/{self.id}/{image.id}"
         tags = [{"tagId": tid, "tagName": self.tags[tid].name, "created": iso(ts)}
                 for tid, ts in image.tag_ids.items() if tid in self.tags]
         return {"id": image.id, "created": iso(image.created), "width": image.width,
-                "height": image.height, "resizedImageUri": uri, "thumbnailUri": uri,
+                "height": image.height, "resizedImageUri": f"{uri}/resized", "thumbnailUri": f"{uri}/thumbnail",
                 "originalImageUri": uri, "tags": tags or None, "regions": None,
                 "metadata": image.metadata or None}
 
