@@ -382,8 +382,9 @@ def _loads(provider: str) -> bool:
 
 
 def resolve_path(config: RunConfig, value: str) -> str:
-    """A path from the config, relative to the config file's folder; URIs pass through."""
-    if "://" in value:
+    """A path from the config, relative to the config file's folder; URIs (and `scheme:ref` sources) pass through."""
+    from .data.sources import is_remote
+    if "://" in value or is_remote(value):
         return value
     p = Path(os.path.expanduser(value))
     return str(p if p.is_absolute() else (Path(config.base_dir) / p).resolve())

@@ -59,10 +59,10 @@ class QualityGateFailed(ImgclsError):
 class MissingDependency(UsageError):
     """An optional extra is not installed."""
 
-    def __init__(self, provider: str, module: str):
+    def __init__(self, provider: str, module: str, extra: str | None = None, needed_by: str | None = None):
         super().__init__(
-            f"the '{provider}' provider needs the Python package '{module}', which is not installed",
-            hint=f"pip install 'imgcls[{provider}]'",
+            f"{needed_by or f'the {provider!r} provider'} needs the Python package '{module}', which is not installed",
+            hint=f"pip install 'imgcls[{extra or provider}]'",
         )
 
 

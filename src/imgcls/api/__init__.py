@@ -23,7 +23,15 @@ from .lifecycle import (
     train,
     validate,
 )
-from .runstate import build_manifest, config_fingerprint, data_fingerprint, load, open_run, runs_dir
+from .runstate import (
+    build_manifest,
+    config_fingerprint,
+    data_fingerprint,
+    load,
+    open_run,
+    runs_dir,
+    source_config,
+)
 from .state import doctor, down, runs, status
 
 
@@ -52,6 +60,7 @@ __all__ = [
     "run",
     "runs",
     "runs_dir",
+    "source_config",
     "status",
     "to_prediction",
     "train",

@@ -30,7 +30,7 @@ def validate(cfg: RunConfig, fix: bool = False, run_id: str | None = None,
              progress: Progress = QUIET) -> dict:
     """Check the dataset against the provider's limits. Writes nothing unless `fix`."""
     cls = registry.get(cfg.provider)
-    df = build_manifest(cfg)
+    df = build_manifest(cfg, progress)
     progress.log(f"checking {len(df)} images against {cfg.provider}'s limits")
     findings = validate_mod.check(df, cls.limits, cfg.provider, cfg.multilabel)
     result = {"provider": cfg.provider, "summary": manifest.summary(df),
@@ -75,7 +75,7 @@ def _checked_manifest(t: Target, provider: Provider) -> pd.DataFrame:
     if path.exists() and settled:
         df = t.manifest()
     else:
-        df = t.fresh if t.fresh is not None else build_manifest(cfg)
+        df = t.fresh if t.fresh is not None else build_manifest(cfg, provider.progress)
     findings = validate_mod.check(df, provider.limits, cfg.provider, cfg.multilabel)
     errs = validate_mod.errors(findings)
     if errs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from .. import runs as runs_mod
 from ..config import RunConfig, load_config, resolve_path
-from ..data import importers, manifest, split
+from ..data import importers, manifest, sources, split
 from ..errors import DataError, UsageError
 from ..progress import Progress
 from ..providers import registry
@@ -110,15 +111,65 @@ def describe_diff(diff: dict, shown: int = 3) -> str:
 
 # -- the dataset -----------------------------------------------------------------------------
 
-def build_manifest(cfg: RunConfig) -> pd.DataFrame:
-    """Read the dataset source(s) and assign the deterministic split."""
+def build_manifest(cfg: RunConfig, progress: Progress = QUIET) -> pd.DataFrame:
+    """Read the dataset source(s) and assign the deterministic split. A source by URI (gs://…,
+    customvision:…) is fetched into the download cache first; its manifest lists the local copies."""
     ds = cfg.dataset
-    df = importers.load(resolve_path(cfg, ds.source), ds.format, cfg.multilabel)
+    df = read_source(cfg, ds.source, progress)
     if ds.test_source:
-        test = importers.load(resolve_path(cfg, ds.test_source), ds.format, cfg.multilabel, default_split="test")
+        test = read_source(cfg, ds.test_source, progress, default_split="test")
         test["split"] = "test"
         df = pd.concat([df, test], ignore_index=True)
     return split.assign(df, cfg.split.validation, cfg.split.test, cfg.split.seed)
+
+
+def read_source(cfg: RunConfig, source: str, progress: Progress = QUIET,
+                default_split: str | None = None) -> pd.DataFrame:
+    """One dataset source as a manifest: a local folder or import file, or a source by URI."""
+    if not sources.is_remote(source):
+        return importers.load(resolve_path(cfg, source), cfg.dataset.format, cfg.multilabel, default_split)
+    from ..data.sources.cache import default_root
+    df, task = sources.load(source, cfg, progress, cache_root=default_root(runs_dir(cfg)))
+    if (task == "multilabel") != cfg.multilabel:
+        progress.warn(f"{source} is a {task} dataset, the config's task is "
+                      f"{'multilabel' if cfg.multilabel else 'multiclass'}; set `task:` to match if that was not meant")
+    if default_split:
+        df["split"] = df["split"].map(lambda s: s or default_split)
+    return df
+
+
+def source_config(source: str, cfg: RunConfig | None = None, provider: str | None = None,
+                  overrides: list[str] = ()) -> RunConfig:
+    """The config that imports `source` (a folder, an import file or a source by URI): `cfg` with its
+    dataset.source replaced, or, without a config, a new one: provider `local` unless given, named
+    after the source, its task the source's own (a Custom Vision project's classification type…)."""
+    if not sources.is_remote(source):
+        # Given on the command line: relative to where the command runs, not to the config file.
+        source = str(Path(os.path.expanduser(source)).resolve())
+    if cfg is not None:
+        return cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"source": source})})
+    import yaml
+
+    from ..config import parse_config
+    task = sources.list_images(source, None, keep=True)[1] if sources.is_remote(source) else "multiclass"
+    data = {"name": source_name(source), "provider": provider or "local", "task": task,
+            "dataset": {"source": source}}
+    return parse_config(yaml.safe_dump(data, sort_keys=False), f"<dataset-import {source}>", list(overrides),
+                        provider)
+
+
+def source_name(source: str) -> str:
+    """A run name for a source: its last path component (`gs://b/flowers/` -> flowers), or scheme-ref
+    (`customvision:5f0c…` -> customvision-5f0c1a2b)."""
+    scheme = sources.scheme_of(source)
+    ref = source.rstrip("/")
+    if scheme and not ref[len(scheme) + 1:].startswith("//"):
+        tail = ref[len(scheme) + 1:]
+        name = f"{scheme}-{tail[:8] if re.fullmatch(r'[0-9a-fA-F-]{36}', tail) else tail}"
+    else:
+        name = Path(ref.rsplit("/", 1)[-1]).stem or "dataset"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:63]
+    return name or "dataset"
 
 
 def verify_manifest(run: Run, df: pd.DataFrame) -> None:
@@ -186,7 +237,7 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
         imported = (run.step("import") or {}).get("complete")
         if given is None or given.from_run == run.id or not check_data or not imported:
             return Target(cfg, run)   # an import that did not finish reads the source again
-        fresh = build_manifest(cfg)
+        fresh = build_manifest(cfg, progress)
         recorded = run_data_fingerprint(run)
         if recorded is not None and data_fingerprint(fresh) != recorded and not allow_data_change:
             diff = data_diff(manifest.read(run.file("manifest.jsonl")), fresh)
@@ -198,7 +249,7 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
     if cfg is None:
         raise UsageError("no config given", hint="pass -c CONFIG, or --run RUN_ID")
     root = runs_dir(cfg)
-    fresh = build_manifest(cfg) if check_data else None
+    fresh = build_manifest(cfg, progress) if check_data else None
     data_fp = data_fingerprint(fresh) if fresh is not None else None
     config_fp = config_fingerprint(cfg)
     found, damaged = runs_mod.scan(root)

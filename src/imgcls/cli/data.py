@@ -1,6 +1,7 @@
 """Dataset commands: dataset-import and validate."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -11,13 +12,26 @@ from .output import emit
 
 
 @click.command("dataset-import")
+@click.argument("source", required=False)
 @shared_options
 @data_change_option
 @click.pass_obj
-def dataset_import(state: State, allow_data_change):
-    """Read the dataset, check it, split it, and upload it to the provider."""
+def dataset_import(state: State, source, allow_data_change):
+    """Read the dataset, check it, split it, and upload it to the provider.
+
+    SOURCE, when given, replaces the config's dataset.source: a folder, an import file, or a source by
+    URI (customvision:<project>, gs://…, s3://…, az://…). With no config file, a config is made for it
+    (provider local unless --provider; the task is the source's own)."""
     from .. import api
-    cfg = load(state)
+    from ..errors import UsageError
+    if source and state.run_id:
+        raise UsageError("SOURCE starts an import, --run goes on with a run's own data: give one of them",
+                         hint="rerun the same `imgcls dataset-import SOURCE`: what was fetched is cached")
+    if source:
+        has_config = state.config_given or os.path.exists(state.config)
+        cfg = api.source_config(source, load(state) if has_config else None, state.provider, state.overrides)
+    else:
+        cfg = load(state)
     run, ref = api.import_dataset(cfg, state.run_id, allow_data_change=allow_data_change, progress=state.progress)
     emit(state, {"run": run.id, "dataset": ref},
          lambda v: click.echo(f"run {run.id}: dataset {ref.id} — {ref.images} images, {len(ref.labels)} labels"))

@@ -1,4 +1,5 @@
-"""The neutral dataset: one pandas row per image (uri, labels, split, sha256, width, height, bytes).
+"""The neutral dataset: one pandas row per image (uri, labels, split, sha256, width, height, bytes), and
+for an image fetched from a source by URI, `source_uri`: where it came from (uri is then the local copy).
 
 Every importer produces it, every exporter and provider consumes it; on disk it is JSON Lines.
 """
@@ -16,6 +17,8 @@ from ..errors import DataError
 from ..runs import atomic_write
 
 COLUMNS = ["uri", "labels", "split", "sha256", "width", "height", "bytes", "format"]
+# Written only when set, so a manifest of local files reads (and is written) as it always was.
+OPTIONAL = ["source_uri"]
 SPLITS = ("train", "validation", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ico"}
 
@@ -48,15 +51,16 @@ def build(rows: list[dict], workers: int = 8) -> pd.DataFrame:
     records = []
     for row, info in zip(rows, probes):
         labels = sorted({str(l).strip() for l in row.get("labels", []) if str(l).strip()})
-        records.append({"uri": row["uri"], "labels": labels, "split": row.get("split"), **info})
+        records.append({"uri": row["uri"], "labels": labels, "split": row.get("split"), **info,
+                        "source_uri": row.get("source_uri")})
     return frame(records)
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(records, columns=COLUMNS)
+    df = pd.DataFrame.from_records(records, columns=COLUMNS + OPTIONAL)
     df["labels"] = df["labels"].map(lambda v: list(v) if isinstance(v, (list, tuple)) else [])
     # Missing values are None, not NaN: NaN is truthy and not JSON.
-    for col in ("split", "sha256", "width", "height", "bytes", "format"):
+    for col in ("split", "sha256", "width", "height", "bytes", "format", *OPTIONAL):
         df[col] = df[col].astype(object).where(df[col].notna(), None)
     for col in ("width", "height", "bytes"):
         df[col] = df[col].map(lambda v: None if v is None else int(v))
@@ -68,7 +72,11 @@ def labels_of(df: pd.DataFrame) -> list[str]:
 
 
 def write(df: pd.DataFrame, path: Path) -> None:
-    lines = (json.dumps({c: _plain(row[c]) for c in COLUMNS}) for _, row in df.iterrows())
+    def record(row) -> dict:
+        rec = {c: _plain(row[c]) for c in COLUMNS}
+        rec.update({c: _plain(row[c]) for c in OPTIONAL if c in row and _plain(row[c]) is not None})
+        return rec
+    lines = (json.dumps(record(row)) for _, row in df.iterrows())
     atomic_write(path, "\n".join(lines) + ("\n" if len(df) else ""))
 
 

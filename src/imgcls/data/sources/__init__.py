@@ -8,7 +8,9 @@ from the environment, as the provider reads them).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ...errors import DataError
 from ...plugins import Registry
@@ -57,8 +59,15 @@ def lister(scheme: str) -> Lister:
     return schemes.load(scheme)
 
 
-def list_images(source: str, cfg=None) -> tuple[list[RemoteImage], str]:
-    """Every image `source` lists (tagged or not) and its task type, nothing fetched yet."""
+# A listing kept for the next load() of the same source in this process: `dataset-import SOURCE` lists
+# once to learn the task before the config exists, and a large project is not listed twice.
+_kept: dict[str, tuple[float, list[RemoteImage], str]] = {}
+KEEP_S = 600.0
+
+
+def list_images(source: str, cfg=None, keep: bool = False) -> tuple[list[RemoteImage], str]:
+    """Every image `source` lists (tagged or not) and its task type, nothing fetched yet. `keep`: the
+    next load() of this source (within KEEP_S seconds) uses this listing instead of asking again."""
     scheme = scheme_of(source)
     if scheme is None:
         raise DataError(f"{source!r} is not a source URI", hint="give scheme:ref, e.g. gs://bucket/flowers/ "
@@ -67,7 +76,10 @@ def list_images(source: str, cfg=None) -> tuple[list[RemoteImage], str]:
     images, task = lister(scheme)(ref, cfg)
     if task not in TASK_TYPES:
         raise DataError(f"{source}: the source's task type {task!r} is not one of {', '.join(TASK_TYPES)}")
-    return list(images), task
+    images = list(images)
+    if keep:
+        _kept[source] = (time.monotonic(), images, task)
+    return images, task
 
 
 def resolve(source: str, cfg=None) -> list[RemoteImage]:
@@ -75,5 +87,46 @@ def resolve(source: str, cfg=None) -> list[RemoteImage]:
     return list_images(source, cfg)[0]
 
 
-__all__ = ["GROUP", "TASK_TYPES", "RemoteImage", "is_remote", "list_images", "lister", "register_scheme", "resolve",
+def load(source: str, cfg=None, progress=None, workers: int = 8, cache_root: Path | None = None):
+    """The source as a manifest of local copies: every tagged image fetched into the content-addressed
+    cache (only what is not there yet), `uri` the cached file and `source_uri` where it came from.
+    Untagged images are counted, warned about and left out. Returns (manifest frame, task type).
+    `cache_root`: default $IMGCLS_CACHE/images, else .imgcls/cache/images in the project."""
+    from .. import manifest
+    from .cache import ImageCache, default_root
+    kept = _kept.pop(source, None)
+    images, task = kept[1:] if kept and time.monotonic() - kept[0] < KEEP_S else list_images(source, cfg)
+    tagged = [i for i in images if i.labels]
+    untagged = len(images) - len(tagged)
+    if untagged and progress is not None:
+        progress.warn(f"{source}: {untagged} untagged image(s) skipped (tag them at the source to use them)")
+    if not tagged:
+        raise DataError(f"{source}: no tagged images found ({len(images)} image(s) listed, none with a label)",
+                        hint="check the source: a folder tree needs <label>/ sub-folders, a project tagged images")
+    cache = ImageCache(cache_root or default_root())
+    if progress is not None:
+        progress.log(f"{source}: {len(tagged)} tagged image(s); fetching into {cache.root}")
+    fetched = cache.fetch(tagged, workers=workers, progress=progress, source=source)
+    rows, by_sha, dupes = [], {}, []
+    for f in fetched:
+        if f.sha256 in by_sha:   # the same bytes listed twice: one image, its labels merged
+            row = by_sha[f.sha256]
+            row["labels"] = sorted(set(row["labels"]) | set(f.image.labels))
+            dupes.append(f.image.uri)
+            continue
+        row = {"uri": str(f.path), "labels": list(f.image.labels), "split": f.image.split,
+               "source_uri": f.image.uri}
+        by_sha[f.sha256] = row
+        rows.append(row)
+    if dupes and progress is not None:
+        progress.warn(f"{source}: {len(dupes)} image(s) have the same bytes as another and were kept once: "
+                      + ", ".join(dupes[:3]) + (" …" if len(dupes) > 3 else ""))
+    df = manifest.build(rows)
+    df.attrs["origins"] = {r["uri"]: r["source_uri"] for r in rows}
+    df.attrs["source"] = {"source": source, "task": task, "listed": len(images), "untagged": untagged,
+                          "downloaded": sum(f.downloaded for f in fetched), "cached": sum(not f.downloaded for f in fetched)}
+    return df, task
+
+
+__all__ = ["GROUP", "TASK_TYPES", "RemoteImage", "is_remote", "list_images", "lister", "load", "register_scheme", "resolve",
            "scheme_of", "schemes"]

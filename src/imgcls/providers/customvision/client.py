@@ -190,6 +190,26 @@ class Client:
             if len(page) < MAX_IDS_PER_CALL:
                 return out
 
+    def listed_images(self, project_id: str, tagged: bool) -> list[dict]:
+        """Every tagged (or untagged) image, oldest first so a page boundary does not move while images
+        are added: {id, tags (names, as the service orders them), uri (the original's, else resized)}."""
+        fn, what = ((self.trainer.get_tagged_images, "listing tagged images") if tagged
+                    else (self.trainer.get_untagged_images, "listing untagged images"))
+        out: list[dict] = []
+        while True:
+            page = self.call(what, fn, project_id, order_by="Oldest", take=MAX_IDS_PER_CALL, skip=len(out))
+            out += [_listed(i) for i in page]
+            if len(page) < MAX_IDS_PER_CALL:
+                return out
+
+    def listed_images_by_ids(self, project_id: str, image_ids: list[str]) -> list[dict]:
+        """As listed_images, for these ids (fresh image URIs: the service's are signed and expire)."""
+        out = []
+        for start in range(0, len(image_ids), MAX_IDS_PER_CALL):
+            out += [_listed(i) for i in self.call("reading images", self.trainer.get_images_by_ids, project_id,
+                                                  image_ids=image_ids[start:start + MAX_IDS_PER_CALL])]
+        return out
+
     def images_by_ids(self, project_id: str, image_ids: list[str]) -> list[dict]:
         out = []
         for start in range(0, len(image_ids), MAX_IDS_PER_CALL):
@@ -318,6 +338,11 @@ def _iteration(i) -> dict:
 
 def _image(i) -> dict:
     return {"id": i.id, "created": i.created.isoformat() if i.created else None, "metadata": i.metadata or {}}
+
+
+def _listed(i) -> dict:
+    return {"id": i.id, "tags": [t.tag_name for t in i.tags or []],
+            "uri": i.original_image_uri or i.resized_image_uri}
 
 
 def _export(e) -> dict:
