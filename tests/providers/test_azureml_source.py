@@ -136,3 +136,30 @@ def test_uri_folder_asset_and_a_datastore_path_to_an_mltable_with_folder_and_pat
     images, _ = list_images("azureml:table-folder@latest", config(workspace))   # uri_folder: every .jsonl under it
     assert sorted(i.labels for i in images) == [("can",), ("carton",), ("milk_bottle",)]
     assert images[0].read() == (root / images[0].labels[0] / "0.jpg").read_bytes()
+
+
+def test_cli_dataset_import_of_the_latest_asset(workspace, ml_client, tmp_path):
+    from click.testing import CliRunner
+
+    from imgcls.cli import main
+    root = make_fridge_dataset(tmp_path, per_class=2)
+    base = upload_images(ml_client, root, "fridge-images")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+    register_mltable(ml_client, tmp_path / "v1", "fridge-train",
+                     [{"image_url": base + f, "label": f.split("/")[0]} for f in files])
+    ws = workspace.workspace
+    cfg = tmp_path / "azureml-src.yaml"
+    cfg.write_text(f"name: fridge\nprovider: local\ndataset:\n  source: unused\nazureml:\n"
+                   f"  subscription_id: {ws.subscription_id}\n  resource_group: {ws.resource_group}\n"
+                   f"  workspace: {ws.name}\n")
+    result = CliRunner().invoke(main, ["--json", "dataset-import", "azureml:fridge-train@latest", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["run"]
+    rows = [json.loads(x) for x in (tmp_path / ".imgcls" / "runs" / run / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(r["source_uri"] for r in rows) == [base + f for f in files]
+    for row in rows:
+        f = row["source_uri"][len(base):]
+        assert row["labels"] == [f.split("/")[0]] and Path(row["uri"]).read_bytes() == (root / f).read_bytes()
+
+    result = CliRunner().invoke(main, ["--json", "dataset-import", "azureml:fridge-test@latest", "-c", str(cfg)])
+    assert result.exit_code == 4 and "fridge-test" in json.loads(result.stdout)["message"]

@@ -4,6 +4,8 @@ as they are in Cloud Storage, the export cleaned up; a missing dataset and missi
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +109,26 @@ def test_no_credentials_is_an_auth_error(vertex_env, monkeypatch, tmp_path):
         list_images("vertex:1", config(vertex_env))
     assert err.value.exit_code == 5 and "GOOGLE_APPLICATION_CREDENTIALS" in err.value.hint
     assert len(vertex_env.requests) == before
+
+
+def test_cli_dataset_import_keeps_the_ml_use_splits_and_the_bytes(vertex_env, vertex_images, tmp_path):
+    from click.testing import CliRunner
+
+    from imgcls.cli import main
+    dataset = make_dataset(vertex_images, vertex_images.csv)
+    cfg = tmp_path / "vertex-src.yaml"
+    cfg.write_text(f"name: flowers\nprovider: local\ndataset:\n  source: unused\nvertex:\n  project: test-project\n"
+                   f"  api_endpoint: {vertex_env.url}\n  staging_bucket: {STAGING}\n")
+    result = CliRunner().invoke(main, ["--json", "dataset-import", f"vertex:{dataset.name}", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["run"]
+    rows = [json.loads(x) for x in (tmp_path / ".imgcls" / "runs" / run / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 18
+    for row in rows:
+        name = row["source_uri"].rsplit("/", 1)[1]                  # red_4.png
+        label, i = name[:-4].split("_")
+        assert row["labels"] == [label] and row["split"] == SPLITS[ML_USES[int(i)]]
+        assert Path(row["uri"]).read_bytes() == vertex_images.images[label][int(i)]
+
+    result = CliRunner().invoke(main, ["--json", "dataset-import", "vertex:404", "-c", str(cfg)])
+    assert result.exit_code == 4 and "datasets/404" in json.loads(result.stdout)["message"]
