@@ -132,3 +132,10 @@ def test_cli_dataset_import_keeps_the_ml_use_splits_and_the_bytes(vertex_env, ve
 
     result = CliRunner().invoke(main, ["--json", "dataset-import", "vertex:404", "-c", str(cfg)])
     assert result.exit_code == 4 and "datasets/404" in json.loads(result.stdout)["message"]
+
+
+def test_a_staging_bucket_that_does_not_exist_is_a_config_error(vertex_env, vertex_images):
+    dataset = make_dataset(vertex_images, vertex_images.csv)
+    with pytest.raises(ConfigError, match="gs://no-such-bucket/x/exports/") as err:
+        list_images(f"vertex:{dataset.name}", config(vertex_env, staging="gs://no-such-bucket/x"))
+    assert "Bucket no-such-bucket does not exist" in err.value.message and "vertex.staging_bucket" in err.value.hint

@@ -77,8 +77,15 @@ def _export(client, settings: Settings, name: str, dataset_id: str, source: str)
                           f"{exc.message}", hint="set vertex.staging_bucket: gs://YOUR-BUCKET/imgcls (a bucket the "
                                                  "credentials may write; the export is deleted once read)") from None
     prefix = settings.gs("exports", dataset_id) + "/"
+    from .client import Missing  # imported with the SDK, already loaded by the caller
+
     pending = client.export_data(name, prefix)
-    response = pending.result()
+    try:
+        response = pending.result()
+    except Missing as exc:   # the dataset was there a moment ago: what is missing is the bucket
+        raise ConfigError(f"{source}: Vertex AI could not export the dataset to {prefix}: {exc.message}",
+                          hint="vertex.staging_bucket must name an existing bucket the Vertex AI service agent "
+                               "may write") from None
     folder = pending.metadata().get("gcsOutputDirectory") or ""
     try:
         by_set: dict[str, list[dict]] = defaultdict(list)
