@@ -21,6 +21,10 @@ MULTI_LABEL = SCHEMA + "ioformat/image_classification_multi_label_io_format_1.0.
 ML_USE = "aiplatform.googleapis.com/ml_use"
 ML_USES = {"training", "validation", "test"}
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
+# An export writes one folder per annotation set, named after the schema's title and version.
+SET_TITLES = {SINGLE_LABEL: "image_classification_single_label_1.0.0",
+              MULTI_LABEL: "image_classification_multi_label_1.0.0"}
+ANNOTATION_SCHEMA = "image_classification_1.0.0.yaml"
 
 
 def get(fake, dataset_id: str) -> Dataset:
@@ -94,7 +98,7 @@ def import_data(fake, req, m):
                 except ApiError as e:
                     failures.append({"code": e.grpc_code, "message": f"{source} line {line_no}: {e.message}"})
                     continue
-                _add(fake, dataset, uri, labels, {**base_labels, **resource_labels})
+                _add(fake, dataset, uri, labels, {**base_labels, **resource_labels}, SET_TITLES[schema])
                 imported += 1
     dataset.resource["dataItemCount"] = str(len(dataset.items))
     dataset.resource["updateTime"] = now()
@@ -176,16 +180,76 @@ def _check_image(fake, uri: str):
         raise ApiError("INVALID_ARGUMENT", f"Image {uri} is not a valid image.")
 
 
-def _add(fake, dataset: Dataset, uri: str, labels: list[str], resource_labels: dict):
+def _add(fake, dataset: Dataset, uri: str, labels: list[str], resource_labels: dict, label_set: str):
     for label in labels:
         if label not in dataset.specs:
             dataset.specs[label] = fake.state.new_id()
     item = dataset.items.get(uri)
     if item is None:
-        dataset.items[uri] = DataItem(fake.state.new_id(), uri, labels, resource_labels, now())
+        item = dataset.items[uri] = DataItem(fake.state.new_id(), uri, labels, resource_labels, now())
     else:  # importing the same image again updates it rather than duplicating it
         item.labels = sorted(set(item.labels) | set(labels))
         item.resource_labels.update(resource_labels)
+    dataset.sets.setdefault(label_set, fake.state.new_id())
+    if labels or label_set not in item.label_sets:
+        # a single-label set keeps the latest label of an image; a multi-label set gathers them
+        known = item.label_sets.get(label_set, []) if label_set == SET_TITLES[MULTI_LABEL] else []
+        item.label_sets[label_set] = sorted(set(known) | set(labels))
+
+
+def export_data(fake, req, m):
+    """ExportData: one folder per annotation set under gcsDestination.outputUriPrefix, each with its JSON
+    lines in the set's import/export format (image URI, annotation(s), the item's resource labels, ml_use
+    among them) and a schema.yaml; the operation's response lists the data files."""
+    dataset = get(fake, m["id"])
+    config = req.json().get("exportConfig") or {}
+    prefix = (config.get("gcsDestination") or {}).get("outputUriPrefix") or ""
+    if not prefix:
+        raise ApiError("INVALID_ARGUMENT", "export_config.gcs_destination.output_uri_prefix is required.")
+    if not prefix.startswith("gs://") or not fake.gcs.split(prefix.rstrip("/") + "/")[0]:
+        raise ApiError("INVALID_ARGUMENT", f"Invalid Cloud Storage URI {prefix!r}.")
+    if any(config.get(k) for k in ("fractionSplit", "filterSplit", "savedQueryId", "annotationSchemaUri")) or \
+            config.get("exportUse", "EXPORT_USE_UNSPECIFIED") != "EXPORT_USE_UNSPECIFIED":
+        raise ApiError("INVALID_ARGUMENT", "fake Vertex exports whole datasets only (no split, saved query, "
+                                           "annotation schema or custom-training export).")
+    stamp = now()[:23] + "Z"  # YYYY-MM-DDThh:mm:ss.sssZ, as the folder name spells it
+    folder = f"{prefix.rstrip('/')}/export-data-{dataset.resource['displayName']}-{stamp}/"
+    bucket = fake.gcs.split(folder)[0]
+    if bucket not in fake.gcs.buckets:
+        return fake.state.operation(dataset.resource["name"], "ExportDataOperationMetadata",
+                                    response_type="ExportDataResponse",
+                                    error=ApiError("NOT_FOUND", f"Bucket {bucket} does not exist."))
+    items = list(dataset.items.values())
+    sets = sorted({s for i in items for s in i.label_sets}) or [SET_TITLES[SINGLE_LABEL]]
+    files = []
+    for title in sets:
+        lines = [_exported(i, title, dataset) for i in items]
+        uri = f"{folder}{title}/data-00001-of-00001.jsonl"
+        fake.gcs.write(uri, "".join(json.dumps(x) + "\n" for x in lines).encode(), "application/jsonl")
+        schema = next(k for k, v in SET_TITLES.items() if v == title).rsplit("/", 1)[-1]
+        fake.gcs.write(f"{folder}{title}/schema.yaml", f"# {SCHEMA}ioformat/{schema}\n".encode(), "text/yaml")
+        files.append(uri)
+    return fake.state.operation(dataset.resource["name"], "ExportDataOperationMetadata",
+                                metadata={"gcsOutputDirectory": folder},
+                                response={"exportedFiles": files}, response_type="ExportDataResponse")
+
+
+def _exported(item: DataItem, title: str, dataset: Dataset) -> dict:
+    labels = item.label_sets.get(title, [])
+    set_id = dataset.sets.get(title, "")
+    notes = [{"displayName": label,
+              "annotationResourceLabels": {"aiplatform.googleapis.com/annotation_set_name": set_id,
+                                           "aiplatform.googleapis.com/payload_schema_filename": ANNOTATION_SCHEMA}}
+             for label in labels]
+    line: dict = {"imageGcsUri": item.gcs_uri}
+    if title == SET_TITLES[MULTI_LABEL]:
+        if notes:
+            line["classificationAnnotations"] = notes
+    elif notes:
+        line["classificationAnnotation"] = notes[0]
+    if item.resource_labels:
+        line["dataItemResourceLabels"] = dict(item.resource_labels)
+    return line
 
 
 def list_items(fake, req, m):
@@ -222,6 +286,7 @@ def routes(p: str):
         ("GET", ds, read),
         ("DELETE", ds, delete),
         ("POST", rf"{ds}:import", import_data),
+        ("POST", rf"{ds}:export", export_data),
         ("GET", rf"{ds}/dataItems", list_items),
         ("GET", rf"{ds}/annotationSpecs/(?P<spec>[^/:]+)", annotation_spec),
     ]

@@ -63,6 +63,8 @@ class DataItem:
     labels: list[str]
     resource_labels: dict[str, str]
     create_time: str
+    # annotation set (the import schema's title, e.g. image_classification_single_label_1.0.0) -> labels
+    label_sets: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ml_use(self) -> str | None:
@@ -74,6 +76,7 @@ class Dataset:
     resource: dict
     items: dict[str, DataItem] = field(default_factory=dict)  # gcs uri -> item: re-imports dedupe
     specs: dict[str, str] = field(default_factory=dict)  # label -> annotation spec id
+    sets: dict[str, str] = field(default_factory=dict)  # annotation set title -> its id (a saved query's)
 
 
 @dataclass

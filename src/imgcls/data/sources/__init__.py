@@ -28,6 +28,8 @@ schemes = Registry(GROUP, "dataset source scheme", builtin={
     "abfss": "imgcls.data.sources.buckets:list_images",
     "memory": "imgcls.data.sources.buckets:list_images",
     "customvision": "imgcls.providers.customvision.source:list_images",
+    "vertex": "imgcls.providers.vertex.source:list_images",
+    "azureml": "imgcls.providers.azureml.source:list_images",
 })
 
 # A scheme is 2+ letters, so `C:\data` stays a local path.

@@ -106,7 +106,7 @@ class Client:
         self.ml = MLClient(self.credential, settings.subscription_id, settings.resource_group, settings.workspace,
                            enable_telemetry=False)
         self._tracking: str | None = None
-        self._datastore: dict | None = None
+        self._datastores: dict[str | None, dict | None] = {}
         self._rest = PipelineClient("https://localhost", policies=_policies(
             policies.BearerTokenCredentialPolicy(self.credential, ARM_SCOPE)))
         self._plain = PipelineClient("https://localhost", policies=_policies(None))
@@ -221,31 +221,33 @@ class Client:
 
     # -- blob storage -------------------------------------------------------------------------------
     def default_datastore(self) -> dict:
-        """The workspace's default datastore and a credential for its container (its SAS or key when the
-        datastore holds one, else the Azure AD credential). Read once per client."""
-        if self._datastore is None:
-            self._datastore = self.datastore(None)
-        return self._datastore
+        return self.datastore(None)
 
-    def datastore(self, name: str | None) -> dict:
-        """A datastore (None: the default one) and a credential for its container: its SAS or key when
-        the datastore holds one, else the Azure AD credential."""
-        what = f"reading datastore {name}" if name else "reading the default datastore"
-        get = (lambda **kw: self.ml.datastores.get(name, **kw)) if name else self.ml.datastores.get_default
+    def datastore(self, name: str | None) -> dict | None:
+        """A datastore (the workspace's default for None; None when there is no such store) and a credential
+        for its container (its SAS or key when the datastore holds one, else the Azure AD credential). Read
+        once per client."""
+        if name in self._datastores:
+            return self._datastores[name]
+        what = "reading the default datastore" if name is None else f"reading datastore {name}"
+        get = self.ml.datastores.get_default if name is None else (lambda **kw: self.ml.datastores.get(name, **kw))
         try:
-            ds = self.call(what, get, include_secrets=True)
-        except AuthError as exc:               # no listSecrets permission: work as the identity itself
+            ds = self.call(what, get, include_secrets=True, missing_ok=name is not None)
+        except AuthError as exc:               # no listSecrets permission: upload as the identity itself
             if exc.details.get("status") != 403:
                 raise
-            ds = self.call(what, get)
+            ds = self.call(what, get, missing_ok=name is not None)
+        if ds is None:
+            return None
         creds, blob_credential = getattr(ds, "credentials", None), self.credential
         if getattr(creds, "sas_token", None):
             blob_credential = AzureSasCredential(creds.sas_token.lstrip("?"))
         elif getattr(creds, "account_key", None):
             blob_credential = AzureNamedKeyCredential(ds.account_name, creds.account_key)
-        return {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
-                "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
-                "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
+        self._datastores[name] = {"name": ds.name, "account": ds.account_name, "container": ds.container_name,
+                                  "endpoint": getattr(ds, "endpoint", None) or "core.windows.net",
+                                  "protocol": getattr(ds, "protocol", None) or "https", "credential": blob_credential}
+        return self._datastores[name]
 
     def container(self, account_url: str, name: str, credential: Any) -> ContainerClient:
         return ContainerClient(account_url=account_url, container_name=name, credential=credential,
@@ -253,6 +255,9 @@ class Client:
 
     def blob_names(self, container: ContainerClient, prefix: str) -> set[str]:
         return set(self.call("listing blobs", lambda: [b.name for b in container.list_blobs(name_starts_with=prefix)]))
+
+    def get_blob(self, container: ContainerClient, name: str) -> bytes:
+        return self.call(f"downloading {name}", lambda: container.download_blob(name).readall())
 
     def put_blob(self, container: ContainerClient, name: str, data: bytes, content_type: str,
                  overwrite: bool = False) -> bool:
@@ -266,8 +271,6 @@ class Client:
             return True
         return self.call(f"uploading {name}", put)
 
-    def get_blob(self, container: ContainerClient, name: str) -> bytes:
-        return self.call(f"downloading {name}", lambda: container.download_blob(name).readall())
 
     def download_blob(self, container: ContainerClient, name: str, path) -> int:
         """Stream a blob into `path` (written whole or not at all); its size in bytes."""
@@ -291,6 +294,20 @@ class Client:
         data = Data(name=name, version=version, type=AssetTypes.MLTABLE, path=path, description=description,
                     tags=tags)
         return self.call(f"registering data asset {name}:{version}", self.ml.data.create_or_update, data).id
+
+    def data_asset(self, name: str, version: str | None) -> dict | None:
+        """A data asset's version (the latest one for None): {name, version, type, path}; None if absent."""
+        def get():
+            try:
+                return self.ml.data.get(name, version=version) if version else self.ml.data.get(name, label="latest")
+            except MlException as exc:
+                # label="latest" turns a 404 into the SDK's own validation error; the 404 is in its chain
+                if _caused_by(exc, az_errors.ResourceNotFoundError):
+                    return None
+                raise
+        found = self.call(f"reading data asset {name}", get, missing_ok=True)
+        return None if found is None else {"name": found.name, "version": found.version, "type": found.type,
+                                           "path": found.path}
 
     def data_exists(self, name: str, version: str) -> bool:
         return self.call("reading the data asset", self.ml.data.get, name, version, missing_ok=True) is not None
@@ -485,6 +502,16 @@ def _code_message(exc: az_errors.HttpResponseError) -> tuple[str | None, str]:
     code = getattr(err, "code", None) or getattr(exc, "error_code", None)
     message = getattr(err, "message", None) or getattr(exc, "reason", None) or _first_line(exc)
     return code, _scrub(str(message).strip())
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -183,6 +183,14 @@ class VertexClient:
         op = self.call(lambda: svc.import_data(request=request), "importing the images")
         return self._wait(op, "importing the images")
 
+    def export_data(self, dataset: str, output_uri_prefix: str) -> Pending:
+        """Write the dataset's annotation sets as JSON lines under the prefix (see source.py)."""
+        svc = self._service("DatasetServiceClient")
+        request = _msg(v1.ExportDataRequest, {"name": dataset, "exportConfig": {
+            "gcsDestination": {"outputUriPrefix": output_uri_prefix}}})
+        op = self.call(lambda: svc.export_data(request=request), "exporting the dataset")
+        return self._wait(op, "exporting the dataset")
+
     def datasets_named(self, display_name: str) -> list[dict]:
         return self._named("DatasetServiceClient", "list_datasets", display_name, "datasets")
 
