@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...errors import UnsupportedError
+from ...errors import ProviderError, UnsupportedError
 from ...runs import atomic_write
 from ..base import TrainResult
 
@@ -31,6 +31,9 @@ def export(provider, model: TrainResult, dest: Path) -> list[Path]:
                                   if run.ledger.get("adopted") else ""),
                                hint="export runs that imgcls trained on azureml")
     store = client.datastore(ARTIFACT_STORE)
+    if store is None:
+        raise ProviderError(f"the workspace has no {ARTIFACT_STORE} datastore, where AutoML keeps trial outputs",
+                            hint="check the workspace in the Azure ML studio (Data > Datastores)")
     account_url = (az.storage_account_url
                    or f"{store['protocol']}://{store['account']}.blob.{store['endpoint']}").rstrip("/")
     container = client.container(account_url, store["container"], store["credential"])
