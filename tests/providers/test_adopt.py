@@ -157,7 +157,7 @@ def test_customvision_mistakes(cv, data, tmp_path):
         api.adopt(f"customvision:{project_id}/production")
     with pytest.raises(ConfigError, match="multiclass model; the run's task is multilabel"):
         api.adopt(f"customvision:{project_id}/production", data=str(data), task="multilabel")
-    with pytest.raises(UsageError, match="no Custom Vision project named 'nope'"):
+    with pytest.raises(UsageError, match="no Custom Vision project 'nope'"):
         api.adopt("customvision:nope/production", data=str(data))
     assert not (tmp_path / ".imgcls" / "runs").exists() or list((tmp_path / ".imgcls" / "runs").iterdir()) == []
 
@@ -278,3 +278,10 @@ def test_azureml_online_endpoint(data, tmp_path, monkeypatch):
             trained_like = Run.create(tmp_path / ".imgcls" / "runs", "x", "azureml")
             api.evaluate(None, run_id=trained_like.id, data=str(other))
 
+
+
+def test_customvision_without_a_publication_name_takes_the_latest_published(cv, data, tmp_path):
+    project_id, _ = cv_published(cv, "production")
+    run, model = api.adopt(f"customvision:{project_id}", data=str(data))
+    assert model.extra["adopted"] == f"customvision:{project_id}/production"
+    assert run.resource("publication")["name"] == "production"

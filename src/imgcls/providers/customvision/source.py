@@ -43,8 +43,9 @@ def image_uri(project_id: str, image_id: str) -> str:
     return f"customvision:{project_id}/images/{image_id}"
 
 
-def find_project(client, ref: str) -> dict:
-    """The project `ref` names: by id when it is one, else by name (exactly, else ignoring case)."""
+def find_project(client, ref: str, error: type = DataError) -> dict:
+    """The project `ref` names: by id when it is one, else by name (exactly, else ignoring case). None or
+    several: `error` (a DataError for a dataset source, a UsageError for a model reference)."""
     if _GUID.match(ref):
         try:
             return client.project(ref)
@@ -58,10 +59,10 @@ def find_project(client, ref: str) -> dict:
     endpoint = client.settings.training_endpoint
     if found:
         ids = ", ".join(f"customvision:{p['id']}" for p in found)
-        raise DataError(f"{len(found)} Custom Vision projects are named {ref!r} at {endpoint}",
+        raise error(f"{len(found)} Custom Vision projects are named {ref!r} at {endpoint}",
                         hint=f"name one by its id: {ids}")
     names = ", ".join(sorted(p["name"] for p in projects)[:10]) or "none"
-    raise DataError(f"no Custom Vision project {ref!r} at {endpoint}",
+    raise error(f"no Custom Vision project {ref!r} at {endpoint}",
                     hint=f"give a project id or name; projects there: {names} "
                          f"(check {settings_mod.where('training_endpoint')} if none is yours)")
 
