@@ -156,6 +156,16 @@ def render_compare(result: dict) -> None:
         click.echo(f"  F1 change, {name}: {shown}")
 
 
+def render_migration(result: dict) -> None:
+    if result["config_written"]:
+        click.echo(f"wrote {result['config']} (provider {result['new']['provider']}, data {result['source']})")
+    click.echo(f"old: run {result['old']['run']} = {result['old']['adopted']}; "
+               f"new: run {result['new']['run']} on {result['new']['provider']}\n")
+    render_compare(result["comparison"])
+    for warning in result["warnings"]:
+        click.echo(f"\nnote: {warning}")
+
+
 def render_compare_html(result: dict) -> str:
     import html
     lines = _compare_lines(result)

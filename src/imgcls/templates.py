@@ -5,7 +5,7 @@ _STARTER = """\
 # imgcls run config — `imgcls config schema` prints every key; `imgcls validate -c {path}` checks the data.
 name: {name}                 # names the runs and any cloud resources they create
 provider: {provider}            # local | vertex | customvision | azureml | aws (or --provider on the command line)
-task: multiclass             # multiclass | multilabel
+task: {task}             # multiclass | multilabel
 
 dataset:
   source: {source}           # a folder of <label>/ sub-folders (optionally under train/ validation/ test/),
@@ -50,6 +50,15 @@ predict:
 """
 
 
-def starter_config(name: str, provider: str, source: str) -> str:
+def starter_config(name: str, provider: str, source: str, task: str = "multiclass", sections=()) -> str:
+    """The starter, with the provider sections named in `sections` switched on (uncommented)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "my-classifier"
-    return _STARTER.format(name=safe, provider=provider, source=source, path=f"{name}.yaml")
+    text = _STARTER.format(name=safe, provider=provider, source=source, path=f"{name}.yaml", task=task)
+    lines, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# ") and line[2:].rstrip().endswith(":") and not line[2:].startswith(" "):
+            inside = line[2:].split(":")[0] in sections       # "# vertex:" starts a section
+        elif not line.startswith("#   "):
+            inside = False
+        lines.append(line[2:] if inside else line)
+    return "".join(lines)

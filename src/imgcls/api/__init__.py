@@ -26,6 +26,7 @@ from .lifecycle import (
     train,
     validate,
 )
+from .migrate import migrate
 from .runstate import (
     build_manifest,
     config_fingerprint,
@@ -62,6 +63,7 @@ __all__ = [
     "import_dataset",
     "labels_of_run",
     "load",
+    "migrate",
     "open_run",
     "predict",
     "providers",

@@ -93,4 +93,32 @@ def dataset_export(state: State, fmt, out, splits, uri_prefix):
     emit(state, result, render)
 
 
-COMMANDS = [dataset_import, validate, dataset_export]
+@click.command()
+@shared_options
+@click.argument("source")
+@click.option("--to", "to", metavar="PROVIDER", help="Where to: azureml (Microsoft's successor to Custom Vision), "
+                                                    "vertex, local, aws. Default: the config's provider.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Give up waiting for training after this long "
+                                                              "(exit 8; the same command picks it up again).")
+@click.pass_obj
+def migrate(state: State, source, to, timeout):
+    """Move a Custom Vision project to another provider, and check the new model against the old one.
+
+    \b
+    SOURCE is customvision:<project id or name>[/<published iteration name>] (default: the latest
+    published iteration). Imports every tagged image with its tags, writes the -c config for --to when
+    the file does not exist (edit it and run again if it needs your values), trains and evaluates there,
+    adopts the published iteration (never deleted by `down`) and evaluates it on the same test images,
+    then prints the comparison, old model first.
+    """
+    from .. import api
+    from ..errors import UsageError
+    from ..render import render_migration
+    if state.run_id:
+        raise UsageError("migrate starts new runs; --run does not apply", hint="drop --run")
+    result = api.migrate(source, to or state.provider, state.config, state.overrides, timeout=timeout,
+                         progress=state.progress)
+    emit(state, result, render_migration)
+
+
+COMMANDS = [dataset_import, validate, dataset_export, migrate]

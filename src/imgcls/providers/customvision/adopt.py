@@ -35,7 +35,7 @@ def adopt(provider, ref: str) -> TrainResult:
     provider.progress.log(f"adopted iteration '{it['name']}' of project '{project['name']}', published as "
                           f"'{publish_name}' ({len(tags)} tags)")
     return TrainResult(provider.name, it["id"], "succeeded", extra={
-        "adopted": f"customvision:{project_ref}/{publish_name}", "serving": True, "labels": sorted(tags),
+        "adopted": f"customvision:{project['id']}/{publish_name}", "serving": True, "labels": sorted(tags),
         "multilabel": None if not project["classification_type"] else project["classification_type"] == "Multilabel",
         "project_id": project["id"], "iteration": it["name"], "domain_id": it["domain_id"]})
 
