@@ -5,6 +5,7 @@ timeout, score the shared test split and compute our metrics locally — and cal
 """
 from __future__ import annotations
 
+import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -245,10 +246,16 @@ class Provider(ABC):
     # stop itself at that time (local) reads it
     expires_at: Any = None
 
+    # A module with plan(config) -> Plan and, optionally, preflight(config) -> list[str]: the provider's
+    # prices and quota checks, imported only by `imgcls plan` and the cost caps.
+    planner: str | None = None
+
     @classmethod
     def plan(cls, config: RunConfig) -> Plan:
         """What `config` would create and use, the training budget and the dollar estimate — offline:
-        no call to the service and nothing created. Providers override with their own knowledge."""
+        no call to the service and nothing created. From the provider's `planner` module, if it has one."""
+        if cls.planner:
+            return importlib.import_module(cls.planner).plan(config)
         from .planning import Plan, unknown
         why = f"the {cls.name} provider ships no price table"
         return Plan(cls.name, None, [], {"amount": None, "unit": None, "note": why}, unknown(why), unknown(why))
@@ -257,7 +264,8 @@ class Provider(ABC):
     def preflight(cls, config: RunConfig) -> list[str]:
         """Read-only checks against the service, run by `plan` when credentials are found (quotas, a
         cluster's node limit, a bucket that must exist): warnings, never changes."""
-        return []
+        check = getattr(importlib.import_module(cls.planner), "preflight", None) if cls.planner else None
+        return check(config) if check else []
 
     def serving_resources(self) -> list[dict]:
         """The live ledger entries that serve the run's deployment."""

@@ -45,16 +45,9 @@ class AwsProvider(Provider):
                     max_file_bytes=15 * MB, min_side=64, max_side=4096, max_predict_bytes=4 * MB)
     poll_interval = 30.0      # training takes AWS an hour or more; starting a model 10-40 minutes
     serving_kinds = ()
+    planner = "imgcls.providers.aws.plan"
 
-    @classmethod
-    def plan(cls, config):
-        from . import plan
-        return plan.plan(config)
 
-    @classmethod
-    def preflight(cls, config) -> list[str]:
-        from . import plan
-        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

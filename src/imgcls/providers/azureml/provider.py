@@ -45,16 +45,9 @@ class AzureMLProvider(Provider):
     # to a run still using it, and the last one's `down` deletes it.
     shared_kinds = ("compute",)
     serving_kinds = ("deployment", "endpoint")
+    planner = "imgcls.providers.azureml.plan"
 
-    @classmethod
-    def plan(cls, config):
-        from . import plan
-        return plan.plan(config)
 
-    @classmethod
-    def preflight(cls, config) -> list[str]:
-        from . import plan
-        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

@@ -44,16 +44,9 @@ class CustomVisionProvider(Provider):
                     predict_concurrency=8, predict_requests_per_second=20.0)
     poll_interval = 10.0
     serving_kinds = ("publication",)
+    planner = "imgcls.providers.customvision.plan"
 
-    @classmethod
-    def plan(cls, config):
-        from . import plan
-        return plan.plan(config)
 
-    @classmethod
-    def preflight(cls, config) -> list[str]:
-        from . import plan
-        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

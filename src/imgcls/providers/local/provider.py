@@ -39,11 +39,7 @@ class LocalProvider(Provider):
     poll_interval = 1.0
     trains_on_local_files = True
     serving_kinds = ("server",)
-
-    @classmethod
-    def plan(cls, config):
-        from . import plan
-        return plan.plan(config)
+    planner = "imgcls.providers.local.plan"
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:

@@ -50,16 +50,9 @@ class VertexProvider(Provider):
                     predict_concurrency=8, predict_requests_per_second=500.0)
     poll_interval = 30.0
     serving_kinds = ("endpoint",)
+    planner = "imgcls.providers.vertex.plan"
 
-    @classmethod
-    def plan(cls, config):
-        from . import plan
-        return plan.plan(config)
 
-    @classmethod
-    def preflight(cls, config) -> list[str]:
-        from . import plan
-        return plan.preflight(config)
 
     @classmethod
     def check_credentials(cls, config) -> CredentialStatus:
