@@ -37,8 +37,8 @@ class Section(BaseModel):
 class DatasetConfig(Section):
     source: str = Field(description="A folder of <label>/ sub-folders (optionally under train/ validation/ test/), "
                                     "an imgcls manifest.jsonl, an import file in a registered format, or a "
-                                    "source by URI (scheme:ref or scheme://…: a registered source scheme, e.g. a bucket or a "
-                                    "provider's project), downloaded into the cache.")
+                                    "source by URI (scheme:ref or scheme://…, e.g. gs://bucket/flowers/; `imgcls "
+                                    "dataset-import --help` lists them), downloaded into the cache.")
     format: str = Field("auto", description="auto (from the source), or a registered import format's name.")
     test_source: str | None = Field(None, description="A separate test set in the same formats; its images are the test split.")
 

@@ -2,15 +2,22 @@
 tree and an import file, byte-identical, resumed without refetching, a missing bucket named (exit 4)."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import os
 import re
 
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-pytest.importorskip("gcsfs")
+if importlib.util.find_spec("gcsfs") is None:
+    pytest.skip("gcsfs is not installed (imgcls[gcs])", allow_module_level=True)
+# gcsfs's experimental bucket-type lookup asks Google's control plane over gRPC, which no emulator
+# serves (it retries TLS handshakes for minutes); it is chosen when gcsfs is first imported, so this
+# is set before anything imports it. Without it gcsfs speaks only the JSON API the fake answers.
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 from imgcls.cli import main
 from tests.fakes.vertex import FakeVertex
@@ -26,10 +33,8 @@ def png(n: int) -> bytes:
 
 @pytest.fixture
 def gcs(monkeypatch):
-    # gcsfs's experimental bucket-type lookup asks Google's control plane over gRPC, which no
-    # emulator serves; without it gcsfs speaks only the JSON API the fake answers.
-    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     import gcsfs
+    assert gcsfs.GCSFileSystem.__name__ == "GCSFileSystem", "gcsfs was imported with its gRPC lookup on"
     with FakeVertex() as fake:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.gcs_url)
         gcsfs.GCSFileSystem.clear_instance_cache()   # an instance keeps the endpoint it was made with

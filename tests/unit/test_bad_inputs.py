@@ -180,7 +180,9 @@ CASES = [
     Case("source-unknown-kind", V, 4, ["{user}/list.txt", "format"], config="name: t\ndataset: {source: {user}/list.txt}\n",
          build=with_file("list.txt", "a.jpg\n")),
     Case("format-csv-on-folder", V, 4, ["{data}", "vertex-csv"], config=CFG + "  format: vertex-csv\n"),
-    Case("remote-source", V, 4, ["gs://bucket/data.csv"], config="name: t\ndataset: {source: gs://bucket/data.csv}\n"),
+    # A source by URI is read where it lives; without credentials that is refused at once (no retries).
+    Case("gs-source-without-credentials", V, 5, ["gs://bucket/data.csv", "no Google credentials"],
+         config="name: t\ndataset: {source: gs://bucket/data.csv}\n"),
 
     # import files: exit 4 naming the file and the row
     Case("csv-no-uri", V, 4, ["{user}/data.csv:13", "URI"], config="name: t\ndataset: {source: {user}/data.csv}\n",

@@ -6,7 +6,9 @@ files, AZURE_STORAGE_* (or the account in an abfs:// URI).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 import tempfile
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -28,11 +30,44 @@ def require(scheme: str) -> None:
         raise MissingDependency(scheme, module, extra=extra, needed_by=f"reading {scheme}:// sources")
 
 
+# Where each library looks for credentials, for the message when they are refused or missing.
+CREDENTIALS = {"gs": "`gcloud auth application-default login` or GOOGLE_APPLICATION_CREDENTIALS",
+               "s3": "AWS_PROFILE, `aws sso login` or the AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables",
+               "az": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY "
+                     "(or a signed-in Azure identity)"}
+CREDENTIALS.update(gcs=CREDENTIALS["gs"], s3a=CREDENTIALS["s3"], abfs=CREDENTIALS["az"], abfss=CREDENTIALS["az"])
+
+
 def filesystem(scheme: str):
     """The scheme's fsspec filesystem (fsspec keeps one instance, shared by the fetching threads)."""
     require(scheme)
     import fsspec
-    return fsspec.filesystem(scheme)
+    return fsspec.filesystem(scheme, **_options(scheme))
+
+
+def _options(scheme: str) -> dict:
+    """Google credentials are looked up here, once: left to itself gcsfs tries every method in turn and
+    then anonymous access, retrying each failed request, so a machine without credentials waits a
+    minute or more before any error."""
+    if scheme not in ("gs", "gcs"):
+        return {}
+    return _google_options(os.environ.get("STORAGE_EMULATOR_HOST"))
+
+
+@functools.lru_cache(maxsize=4)
+def _google_options(emulator: str | None) -> dict:
+    # Once per process: the same credentials object keeps fsspec's one cached filesystem.
+    if emulator:
+        return {"token": "anon"}
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+    try:
+        credentials, project = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/devstorage.read_only"])
+    except DefaultCredentialsError:
+        raise AuthError("no Google credentials to read gs:// sources",
+                        hint=f"sign in: {CREDENTIALS['gs']}") from None
+    return {"token": credentials, **({"project": project} if project else {})}
 
 
 def _path(uri: str) -> tuple[str, str]:
@@ -43,13 +78,15 @@ def _path(uri: str) -> tuple[str, str]:
 
 def failure(uri: str, exc: BaseException) -> ImgclsError:
     """What a storage error means for the user: not found / unreadable (data, 4) or refused (auth, 5)."""
+    if isinstance(exc, AuthError):
+        return AuthError(f"{uri}: {exc.message}", hint=exc.hint)
     if isinstance(exc, ImgclsError):
         return exc
     text = f"{type(exc).__name__} {exc}".lower()
     if isinstance(exc, PermissionError) or any(w in text.replace(" ", "") for w in _AUTH_WORDS):
+        where = CREDENTIALS.get(uri.split("://", 1)[0].lower(), "the storage credentials")
         return AuthError(f"cannot read {uri}: access refused ({type(exc).__name__}: {str(exc)[:200]})",
-                         hint="check the storage credentials (gcloud auth application-default login, "
-                              "AWS_* variables, AZURE_STORAGE_* variables) and their permission to read it")
+                         hint=f"check the credentials ({where}) and their permission to read it")
     if isinstance(exc, FileNotFoundError):
         return DataError(f"{uri} not found", hint="check dataset.source: the bucket, and the path inside it")
     return DataError(f"cannot read {uri}: {type(exc).__name__}: {str(exc)[:200]}",
