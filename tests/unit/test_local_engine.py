@@ -112,6 +112,24 @@ def test_preprocessing_round_trips_through_json():
     assert Preprocessing.from_json(prep.to_json()) == prep and prep.resize == 256
 
 
+def test_cached_features_from_onnxruntime_equal_torchs_for_both_views(tmp_path):
+    """The cold cache is filled by onnxruntime: the same numbers torch's backbone gives, for the centre
+    crop and its mirror (view 1), else the cache would depend on which engine filled it."""
+    from imgcls.providers.local.backbone import load_backbone
+    from imgcls.providers.local.model import preprocessing_for
+    data = items("train", 1)[:3]
+    counts = {"cache_hits": 0, "cache_misses": 0}
+    feats = train_mod.cached_features(data, "lite0", tmp_path, lambda *a: None, counts)
+    assert counts["cache_misses"] == 3 and (tmp_path / "onnx" / "lite0-features.onnx").exists()
+    prep = preprocessing_for("lite0")
+    x = torch.from_numpy(np.stack([prep.apply(load_image(p, draft_size=prep.resize)) for p, _, _ in data]))
+    with torch.inference_mode():
+        model = load_backbone("lite0")[0]
+        expected = torch.stack([model(x), model(x.flip(3))], dim=1).numpy()
+    assert feats.shape == (3, 2, 1280) and np.abs(feats - expected).max() < 1e-3
+    assert np.abs(feats[:, 0] - feats[:, 1]).max() > 1e-2            # the mirror is a view of its own
+
+
 def test_carve_validation_is_deterministic_and_stratified():
     data = items("train", 16)
     train, val = train_mod.carve_validation(data, seed=0)
