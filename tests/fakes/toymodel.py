@@ -22,6 +22,19 @@ def features(image_bytes: bytes) -> np.ndarray:
     return vec / (np.linalg.norm(vec) + 1e-9)
 
 
+def centroids(examples: list[tuple[bytes, list[str]]], embed) -> tuple[list[str], np.ndarray | None]:
+    """The labels (sorted) and each one's mean `embed(image)` over its examples (None without labels)."""
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for data, labels in examples:
+        vec = embed(data)
+        for label in labels:
+            sums[label] = sums.get(label, 0) + vec
+            counts[label] = counts.get(label, 0) + 1
+    labels = sorted(sums)
+    return labels, (np.stack([sums[l] / counts[l] for l in labels]) if labels else None)
+
+
 class ToyModel:
     """Centroid per label; scores are a softmax (multiclass) or sigmoid (multilabel) of similarity."""
 
@@ -31,16 +44,7 @@ class ToyModel:
         self.centroids: np.ndarray | None = None
 
     def fit(self, examples: list[tuple[bytes, list[str]]]) -> ToyModel:
-        sums: dict[str, np.ndarray] = {}
-        counts: dict[str, int] = {}
-        for data, labels in examples:
-            vec = features(data)
-            for label in labels:
-                sums[label] = sums.get(label, 0) + vec
-                counts[label] = counts.get(label, 0) + 1
-        self.labels = sorted(sums)
-        if self.labels:
-            self.centroids = np.stack([sums[l] / counts[l] for l in self.labels])
+        self.labels, self.centroids = centroids(examples, features)
         return self
 
     def predict(self, image_bytes: bytes) -> dict[str, float]:
@@ -99,17 +103,10 @@ def onnx_model(examples: list[tuple[bytes, list[str]]], sharpness: float = 20.0)
     the same for every label, so softmax and argmax are unchanged)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    for data, labels in examples:
-        colour = colour_of(data)
-        for label in labels:
-            sums[label] = sums.get(label, 0) + colour
-            counts[label] = counts.get(label, 0) + 1
-    labels = sorted(sums)
-    centroids = np.stack([sums[l] / counts[l] for l in labels]).astype(np.float32)     # [L, 3]
-    weight = (2 * sharpness * centroids.T).astype(np.float32)                           # [3, L]
-    bias = (-sharpness * (centroids ** 2).sum(axis=1)).astype(np.float32)                # [L]
+    labels, means = centroids(examples, colour_of)
+    means = means.astype(np.float32)                                                    # [L, 3]
+    weight = (2 * sharpness * means.T).astype(np.float32)                               # [3, L]
+    bias = (-sharpness * (means ** 2).sum(axis=1)).astype(np.float32)                   # [L]
     graph = helper.make_graph(
         [helper.make_node("GlobalAveragePool", ["input1"], ["pooled"]),
          helper.make_node("Flatten", ["pooled"], ["colour"], axis=1),
