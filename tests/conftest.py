@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,16 @@ def assert_golden(path: Path, got) -> None:
         path.write_text(text)
     assert path.exists(), f"no golden file {path} (IMGCLS_REGEN_GOLDEN=1 writes it)"
     assert text == path.read_text(), f"{path.name} differs from the golden file (IMGCLS_REGEN_GOLDEN=1 rewrites it)"
+
+
+def run_cli(*args: str, cwd: Path, env: dict, timeout: float) -> tuple[int, dict | None, str]:
+    """`imgcls --json ARGS` in a child process: (exit code, its JSON document or None, stderr). A traceback
+    anywhere fails the test: bad input must end in one message."""
+    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", "--json", *args], cwd=cwd, text=True, check=False,
+                          capture_output=True, env=env, timeout=timeout)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        doc = None
+    return proc.returncode, doc, proc.stderr

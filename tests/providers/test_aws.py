@@ -17,7 +17,7 @@ pytest.importorskip("boto3")
 from imgcls import api
 from imgcls.errors import AuthError, ConfigError, DataError, ProviderError, UsageError
 from imgcls.runs import Run
-from tests.conftest import make_dataset
+from tests.conftest import make_dataset, run_cli
 from tests.contract import harness_aws
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +49,7 @@ def load(source: Path, *overrides: str, task: str = "multiclass", extra: str = "
 
 
 def cli(*args: str, cwd: Path, env: dict) -> tuple[int, dict | None, str]:
-    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", "--json", *args], cwd=cwd, text=True, check=False,
-                          capture_output=True, env=env, timeout=180)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        doc = None
-    return proc.returncode, doc, proc.stderr
+    return run_cli(*args, cwd=cwd, env=env, timeout=180)
 
 
 def cli_env(fake, tmp_path) -> dict:

@@ -23,7 +23,7 @@ pytest.importorskip("google.cloud.aiplatform_v1")
 from imgcls import api
 from imgcls.errors import AuthError, ConfigError, ProviderError, UnsupportedError
 from imgcls.runs import Run
-from tests.conftest import assert_golden, make_dataset
+from tests.conftest import assert_golden, make_dataset, run_cli
 from tests.contract import harness_vertex
 from tests.contract.harness_vertex import BUCKET, PREFIX
 
@@ -55,14 +55,7 @@ def load(fake, source: Path, *overrides: str, name: str = "vtest", provider: str
 
 
 def cli(*args: str, cwd: Path, env: dict) -> tuple[int, dict | None, str]:
-    proc = subprocess.run([sys.executable, "-m", "imgcls.cli", "--json", *args], cwd=cwd, text=True, check=False,
-                          capture_output=True, env=env, timeout=120)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        doc = None
-    return proc.returncode, doc, proc.stderr
+    return run_cli(*args, cwd=cwd, env=env, timeout=120)
 
 
 def cli_env(fake) -> dict:
