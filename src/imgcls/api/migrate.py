@@ -43,7 +43,7 @@ def migrate(source: str, to: str | None, config: str | Path, overrides: list[str
     path = Path(config)
     written = not path.exists()
     if written:
-        _write_config(path, data_uri, to or "", overrides)
+        _write_config(path, data_uri, to or "")
     cfg = _load(path, to, overrides, written)
     if cfg.provider == scheme:
         raise UsageError(f"--to {cfg.provider}: that is where the project already is",
@@ -64,7 +64,7 @@ def migrate(source: str, to: str | None, config: str | Path, overrides: list[str
             "comparison": comparison}
 
 
-def _write_config(path: Path, data_uri: str, to: str, overrides) -> None:
+def _write_config(path: Path, data_uri: str, to: str) -> None:
     """A starter config for the target with the target's section switched on and the project's task."""
     from ..templates import starter_config
     if not to:
