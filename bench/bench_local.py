@@ -192,6 +192,14 @@ def _size(path: str):
         return img.size
 
 
+def write_results(path: Path, results: dict) -> None:
+    """Write `results` to `path` as JSON, whole or not at all (an interrupted benchmark keeps the last file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "flowers-bench")
@@ -228,10 +236,7 @@ def main() -> None:
             results[preset] = {**(results.get(preset, {}) if args.remeasure else {}),
                                **bench_preset(preset, args, Path(scratch), test_items, labels), **stamp}
             results[preset]["targets_met"] = targets_met(preset, results[preset])
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=2) + "\n")
-            os.replace(tmp, args.out)
+            write_results(args.out, results)
     print(json.dumps(results, indent=2))
 
 

@@ -1,0 +1,129 @@
+"""Variants of the `best` preset on a train/ + test/ folder dataset, each scored on test the way
+bench_local.py scores the presets; merges one entry per variant into bench/results/best-variants.json.
+
+    # a fine-tuning with some of finetune.BEST changed (here: no label smoothing), in this process
+    python bench/bench_best_variants.py train no-smoothing label_smoothing=0.0
+    # test-time geometries (size/resize) of a trained workdir, each scored on the validation images the
+    # fine-tuning held out (what a choice may be based on) and on test (what is reported)
+    python bench/bench_best_variants.py geometry WORKDIR 224/256 256/292 288/320
+
+These are the measurements behind the variant table in the README; the preset itself is benchmarked by
+bench_local.py, in a fresh venv. The installed imgcls is used when there is one, else ./src.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# bench_local also puts ./src on the path when imgcls is not installed
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_local import ROOT, folder_items, quality, write_results
+
+
+def logits_of(model, items, prep, torch):
+    from imgcls.providers.local.preprocess import load_image
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(items), 32):
+            batch = [prep.apply(load_image(p, draft_size=prep.resize)) for p, _, _ in items[i:i + 32]]
+            out.append(model(torch.from_numpy(np.stack(batch))))
+    return torch.cat(out)
+
+
+def train_variant(args, train_items, test_items, labels) -> dict:
+    from imgcls.providers.local import finetune
+    from imgcls.providers.local.export import load_model
+    from imgcls.providers.local.model import torch
+    from imgcls.providers.local.train import train
+
+    changes = {}
+    for pair in args.changes:
+        key, value = pair.split("=", 1)
+        if key not in finetune.BEST:
+            raise SystemExit(f"{key}: not a key of finetune.BEST ({', '.join(finetune.BEST)})")
+        changes[key] = finetune.BEST[key] = ast.literal_eval(value)
+    workdir = args.scratch / args.name
+    began = time.monotonic()
+    info = train(train_items, [], labels, multilabel=False, preset="best", budget_minutes=args.budget_minutes,
+                 workdir=workdir, cache_dir=args.scratch / "cache")
+    seconds = time.monotonic() - began
+    model, _ = load_model(workdir)
+    probs = torch.softmax(logits_of(model, test_items, read_preprocessing_of(workdir), torch), 1).numpy()
+    members = info.get("members") or [{}]
+    return {"changes": changes, "train_seconds": round(seconds, 1), "epochs": info.get("epochs"),
+            "best_epoch": members[0].get("best_epoch"), "best_val_accuracy": members[0].get("best_val_accuracy"),
+            "temperature": info.get("temperature"),
+            "test": quality(probs, [it[2][0] for it in test_items], labels)}
+
+
+def read_preprocessing_of(workdir: Path):
+    """The preprocessing a trained model.pt records."""
+    from imgcls.providers.local.model import torch
+    from imgcls.providers.local.preprocess import Preprocessing
+
+    data = torch.load(workdir / "model.pt", map_location="cpu", weights_only=True)["preprocessing"]
+    return Preprocessing(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
+
+
+def geometry_variants(args, train_items, test_items, labels) -> dict:
+    from imgcls.providers.local.export import load_model
+    from imgcls.providers.local.model import fit_temperature, head_loss, torch
+    from imgcls.providers.local.preprocess import Preprocessing
+    from imgcls.providers.local.train import carve_validation, encode_targets
+
+    model, _ = load_model(args.workdir)
+    val = carve_validation(train_items, 0, fold=0)[1]  # what the one-member fine-tuning held out (seed 0)
+    y_val = torch.from_numpy(encode_targets(val, labels, False))
+    out = {}
+    for geometry in args.geometries:
+        size, resize = map(int, geometry.split("/"))
+        prep = Preprocessing(size=size, resize=resize)
+        val_logits, test_logits = logits_of(model, val, prep, torch), logits_of(model, test_items, prep, torch)
+        extra = fit_temperature(val_logits, y_val, False)  # the model's own temperature was fitted at its size
+        out[geometry] = {
+            "val_accuracy": round(float((val_logits.argmax(1) == y_val).float().mean()), 4),
+            "val_loss": round(float(head_loss(val_logits / extra, y_val, False)), 4), "extra_temperature": extra,
+            "test": quality(torch.softmax(test_logits / extra, 1).numpy(), [it[2][0] for it in test_items], labels)}
+        print(geometry, json.dumps(out[geometry]), file=sys.stderr)
+    return {"workdir": str(args.workdir), "geometries": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "flowers-bench")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "best-variants.json")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/imgcls-best-variants"))
+    parser.add_argument("--budget-minutes", type=float, default=15)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    one = sub.add_parser("train", help="fine-tune with finetune.BEST changed: KEY=VALUE ...")
+    one.add_argument("name")
+    one.add_argument("changes", nargs="*")
+    geo = sub.add_parser("geometry", help="score a trained workdir at test-time geometries SIZE/RESIZE ...")
+    geo.add_argument("workdir", type=Path)
+    geo.add_argument("geometries", nargs="+")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    train_items, test_items = folder_items(args.data / "train"), folder_items(args.data / "test")
+    labels = sorted({it[2][0] for it in train_items})
+    if args.mode == "train":
+        name, result = args.name, train_variant(args, train_items, test_items, labels)
+    else:
+        name, result = f"geometry:{args.workdir.name}", geometry_variants(args, train_items, test_items, labels)
+    result.update(measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average_at_start=load,
+                  imgcls=str(Path(sys.modules["imgcls"].__file__).parent), dataset=str(args.data))
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results[name] = result
+    write_results(args.out, results)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
