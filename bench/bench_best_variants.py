@@ -3,6 +3,8 @@ bench_local.py scores the presets; merges one entry per variant into bench/resul
 
     # a fine-tuning with some of finetune.BEST changed (here: no label smoothing), in this process
     python bench/bench_best_variants.py train no-smoothing label_smoothing=0.0
+    # the same with another seed (another validation split, head and augmented views): a replicate
+    python bench/bench_best_variants.py train no-smoothing-seed1 --seed 1 label_smoothing=0.0
     # test-time geometries (size/resize) of a trained workdir, each scored on the validation images the
     # fine-tuning held out (what a choice may be based on) and on test (what is reported)
     python bench/bench_best_variants.py geometry WORKDIR 224/256 256/292 288/320
@@ -53,12 +55,12 @@ def train_variant(args, train_items, test_items, labels) -> dict:
     workdir = args.scratch / args.name
     began = time.monotonic()
     info = train(train_items, [], labels, multilabel=False, preset="best", budget_minutes=args.budget_minutes,
-                 workdir=workdir, cache_dir=args.scratch / "cache")
+                 workdir=workdir, cache_dir=args.scratch / "cache", seed=args.seed)
     seconds = time.monotonic() - began
     model, _ = load_model(workdir)
     probs = torch.softmax(logits_of(model, test_items, read_preprocessing_of(workdir), torch), 1).numpy()
     members = info.get("members") or [{}]
-    return {"changes": changes, "train_seconds": round(seconds, 1), "epochs": info.get("epochs"),
+    return {"changes": changes, "seed": args.seed, "train_seconds": round(seconds, 1), "epochs": info.get("epochs"),
             "best_epoch": members[0].get("best_epoch"), "best_val_accuracy": members[0].get("best_val_accuracy"),
             "temperature": info.get("temperature"),
             "test": quality(probs, [it[2][0] for it in test_items], labels)}
@@ -105,6 +107,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="mode", required=True)
     one = sub.add_parser("train", help="fine-tune with finetune.BEST changed: KEY=VALUE ...")
     one.add_argument("name")
+    one.add_argument("--seed", type=int, default=0, help="another seed: another validation split, head and views")
     one.add_argument("changes", nargs="*")
     geo = sub.add_parser("geometry", help="score a trained workdir at test-time geometries SIZE/RESIZE ...")
     geo.add_argument("workdir", type=Path)
