@@ -4,7 +4,7 @@ bench_local.py scores the presets; merges one entry per variant into bench/resul
     # a fine-tuning with some of finetune.BEST changed (here: no label smoothing), in this process
     python bench/bench_best_variants.py train no-smoothing label_smoothing=0.0
     # the same with another seed (another validation split, head and augmented views): a replicate
-    python bench/bench_best_variants.py train no-smoothing-seed1 --seed 1 label_smoothing=0.0
+    python bench/bench_best_variants.py train --seed 1 no-smoothing-seed1 label_smoothing=0.0
     # test-time geometries (size/resize) of a trained workdir, each scored on the validation images the
     # fine-tuning held out (what a choice may be based on) and on test (what is reported)
     python bench/bench_best_variants.py geometry WORKDIR 224/256 256/292 288/320
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/imgcls-best-variants"))
     parser.add_argument("--budget-minutes", type=float, default=15)
     sub = parser.add_subparsers(dest="mode", required=True)
-    one = sub.add_parser("train", help="fine-tune with finetune.BEST changed: KEY=VALUE ...")
+    one = sub.add_parser("train", help="fine-tune with finetune.BEST changed: [--seed N] NAME KEY=VALUE ...")
     one.add_argument("name")
     one.add_argument("--seed", type=int, default=0, help="another seed: another validation split, head and views")
     one.add_argument("changes", nargs="*")
