@@ -26,24 +26,23 @@ import numpy as np
 
 # bench_local also puts ./src on the path when imgcls is not installed
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_local import ROOT, folder_items, quality, write_results
+from bench_local import ROOT, folder_items, quality
+
+from imgcls.runs.store import write_json
 
 
-def logits_of(model, items, prep, torch):
-    from imgcls.providers.local.preprocess import load_image
+def logits_of(model, items, prep):
+    """The model's logits on the center crops of `items`, as the fine-tuning validates."""
+    from imgcls.providers.local.finetune import evaluate
 
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(items), 32):
-            batch = [prep.apply(load_image(p, draft_size=prep.resize)) for p, _, _ in items[i:i + 32]]
-            out.append(model(torch.from_numpy(np.stack(batch))))
-    return torch.cat(out)
+    return evaluate(model, [prep.crop(p) for p, _, _ in items], np.zeros(len(items), np.int64), prep, False)[2]
 
 
 def train_variant(args, train_items, test_items, labels) -> dict:
     from imgcls.providers.local import finetune
     from imgcls.providers.local.export import load_model
     from imgcls.providers.local.model import torch
+    from imgcls.providers.local.preprocess import Preprocessing
     from imgcls.providers.local.train import train
 
     changes = {}
@@ -57,22 +56,13 @@ def train_variant(args, train_items, test_items, labels) -> dict:
     info = train(train_items, [], labels, multilabel=False, preset="best", budget_minutes=args.budget_minutes,
                  workdir=workdir, cache_dir=args.scratch / "cache", seed=args.seed)
     seconds = time.monotonic() - began
-    model, _ = load_model(workdir)
-    probs = torch.softmax(logits_of(model, test_items, read_preprocessing_of(workdir), torch), 1).numpy()
+    model, meta = load_model(workdir)
+    probs = torch.softmax(logits_of(model, test_items, Preprocessing.from_dict(meta["preprocessing"])), 1).numpy()
     members = info.get("members") or [{}]
     return {"changes": changes, "seed": args.seed, "train_seconds": round(seconds, 1), "epochs": info.get("epochs"),
             "best_epoch": members[0].get("best_epoch"), "best_val_accuracy": members[0].get("best_val_accuracy"),
             "temperature": info.get("temperature"),
             "test": quality(probs, [it[2][0] for it in test_items], labels)}
-
-
-def read_preprocessing_of(workdir: Path):
-    """The preprocessing a trained model.pt records."""
-    from imgcls.providers.local.model import torch
-    from imgcls.providers.local.preprocess import Preprocessing
-
-    data = torch.load(workdir / "model.pt", map_location="cpu", weights_only=True)["preprocessing"]
-    return Preprocessing(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
 
 def geometry_variants(args, train_items, test_items, labels) -> dict:
@@ -88,7 +78,7 @@ def geometry_variants(args, train_items, test_items, labels) -> dict:
     for geometry in args.geometries:
         size, resize = map(int, geometry.split("/"))
         prep = Preprocessing(size=size, resize=resize)
-        val_logits, test_logits = logits_of(model, val, prep, torch), logits_of(model, test_items, prep, torch)
+        val_logits, test_logits = logits_of(model, val, prep), logits_of(model, test_items, prep)
         extra = fit_temperature(val_logits, y_val, False)  # the model's own temperature was fitted at its size
         out[geometry] = {
             "val_accuracy": round(float((val_logits.argmax(1) == y_val).float().mean()), 4),
@@ -124,7 +114,7 @@ def main() -> None:
                   imgcls=str(Path(sys.modules["imgcls"].__file__).parent), dataset=str(args.data))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results[name] = result
-    write_results(args.out, results)
+    write_json(args.out, results)
     print(json.dumps(result, indent=2))
 
 

@@ -192,15 +192,9 @@ def _size(path: str):
         return img.size
 
 
-def write_results(path: Path, results: dict) -> None:
-    """Write `results` to `path` as JSON, whole or not at all (an interrupted benchmark keeps the last file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def main() -> None:
+    from imgcls.runs.store import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "flowers-bench")
     parser.add_argument("--presets", default="quick,best")
@@ -236,7 +230,7 @@ def main() -> None:
             results[preset] = {**(results.get(preset, {}) if args.remeasure else {}),
                                **bench_preset(preset, args, Path(scratch), test_items, labels), **stamp}
             results[preset]["targets_met"] = targets_met(preset, results[preset])
-            write_results(args.out, results)
+            write_json(args.out, results)  # whole or not at all: an interrupted run keeps the last file
     print(json.dumps(results, indent=2))
 
 

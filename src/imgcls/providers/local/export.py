@@ -59,8 +59,7 @@ def export_onnx(workdir: Path, artifact_dir: Path, labels, multilabel: bool, int
         raise UsageError(f"the model in {workdir} was trained for other labels or another task",
                          hint="train again, or export with the labels it was trained on",
                          trained_labels=meta["labels"], multilabel=meta["multilabel"])
-    prep = Preprocessing(**{**meta["preprocessing"], "mean": tuple(meta["preprocessing"]["mean"]),
-                            "std": tuple(meta["preprocessing"]["std"])})
+    prep = Preprocessing.from_dict(meta["preprocessing"])
     artifact_dir = Path(artifact_dir)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     net = Probabilities(model, multilabel).eval()

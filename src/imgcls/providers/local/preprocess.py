@@ -43,7 +43,11 @@ class Preprocessing:
 
     @classmethod
     def from_json(cls, text: str) -> Preprocessing:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        """From `asdict` of one: preprocessing.json, or the "preprocessing" a model.pt records."""
         return cls(size=int(data["size"]), resize=int(data["resize"]), mean=tuple(data["mean"]),
                    std=tuple(data["std"]), layout=data.get("layout", "NCHW"))
 
