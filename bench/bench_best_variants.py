@@ -8,6 +8,11 @@ bench_local.py scores the presets; merges one entry per variant into bench/resul
     # test-time geometries (size/resize) of a trained workdir, each scored on the validation images the
     # fine-tuning held out (what a choice may be based on) and on test (what is reported)
     python bench/bench_best_variants.py geometry WORKDIR 224/256 256/292 288/320
+    # trained workdirs scored alone and as one ensemble (probabilities averaged), with the test images
+    # that every one of them gets wrong: how far more fine-tunings of this backbone could go
+    python bench/bench_best_variants.py ensemble WORKDIR WORKDIR ...
+    # a linear probe (the `quick` preset) on another backbone's frozen features
+    python bench/bench_best_variants.py probe lite1
 
 These are the measurements behind the variant table in the README; the preset itself is benchmarked by
 bench_local.py, in a fresh venv. The installed imgcls is used when there is one, else ./src.
@@ -88,6 +93,49 @@ def geometry_variants(args, train_items, test_items, labels) -> dict:
     return {"workdir": str(args.workdir), "geometries": out}
 
 
+def ensemble(args, train_items, test_items, labels) -> dict:
+    """Each workdir's model alone, then the mean of their probabilities; and the test images all miss."""
+    from imgcls.providers.local.export import load_model
+    from imgcls.providers.local.model import torch
+    from imgcls.providers.local.preprocess import Preprocessing
+
+    truth = [it[2][0] for it in test_items]
+    y = np.array([labels.index(t) for t in truth])
+    alone, probs = {}, []
+    for workdir in args.workdirs:
+        model, meta = load_model(workdir)
+        probs.append(torch.softmax(logits_of(model, test_items, Preprocessing.from_dict(meta["preprocessing"])),
+                                   1).numpy())
+        alone[workdir.name] = quality(probs[-1], truth, labels)
+        print(workdir.name, json.dumps(alone[workdir.name]), file=sys.stderr)
+    wrong = np.array([p.argmax(1) != y for p in probs])
+    missed = [{"image": str(Path(test_items[i][0]).relative_to(args.data)),
+               "predicted": sorted({labels[p[i].argmax()] for p in probs})} for i in np.flatnonzero(wrong.all(0))]
+    return {"workdirs": [str(w) for w in args.workdirs], "alone": alone,
+            "mean_of_probabilities": quality(np.mean(probs, 0), truth, labels),
+            "missed_by_every_model": missed, "missed_by_any_model": int(wrong.any(0).sum())}
+
+
+def probe(args, train_items, test_items, labels) -> dict:
+    """The `quick` preset (a linear head on frozen features) with another backbone, scored on test."""
+    from imgcls.providers.local import train as engine
+    from imgcls.providers.local.export import load_model
+    from imgcls.providers.local.model import torch
+    from imgcls.providers.local.preprocess import Preprocessing
+
+    engine.QUICK["backbone"] = args.backbone
+    workdir = args.scratch / f"probe-{args.backbone}"
+    began = time.monotonic()
+    engine.train(train_items, [], labels, multilabel=False, preset="quick", budget_minutes=args.budget_minutes,
+                 workdir=workdir, cache_dir=args.scratch / "cache")
+    seconds = time.monotonic() - began
+    model, meta = load_model(workdir)
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    probs = torch.softmax(logits_of(model, test_items, prep), 1).numpy()
+    return {"backbone": args.backbone, "input_size": prep.size, "train_seconds": round(seconds, 1),
+            "test": quality(probs, [it[2][0] for it in test_items], labels)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "flowers-bench")
@@ -102,14 +150,23 @@ def main() -> None:
     geo = sub.add_parser("geometry", help="score a trained workdir at test-time geometries SIZE/RESIZE ...")
     geo.add_argument("workdir", type=Path)
     geo.add_argument("geometries", nargs="+")
+    ens = sub.add_parser("ensemble", help="score trained workdirs alone and averaged: WORKDIR WORKDIR ...")
+    ens.add_argument("workdirs", type=Path, nargs="+")
+    pro = sub.add_parser("probe", help="a linear probe (quick) on another backbone: lite0, lite1 or lite2")
+    pro.add_argument("backbone")
     args = parser.parse_args()
     load = os.getloadavg()
     train_items, test_items = folder_items(args.data / "train"), folder_items(args.data / "test")
     labels = sorted({it[2][0] for it in train_items})
     if args.mode == "train":
         name, result = args.name, train_variant(args, train_items, test_items, labels)
-    else:
+    elif args.mode == "geometry":
         name, result = f"geometry:{args.workdir.name}", geometry_variants(args, train_items, test_items, labels)
+    elif args.mode == "ensemble":
+        name = f"ensemble:{'+'.join(w.name for w in args.workdirs)}"
+        result = ensemble(args, train_items, test_items, labels)
+    else:
+        name, result = f"probe:{args.backbone}", probe(args, train_items, test_items, labels)
     result.update(measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average_at_start=load,
                   imgcls=str(Path(sys.modules["imgcls"].__file__).parent), dataset=str(args.data))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
