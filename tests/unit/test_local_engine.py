@@ -93,6 +93,37 @@ def test_alpha_is_flattened_strip_by_strip_to_the_same_pixels(mode):
         assert np.array_equal(np.asarray(_to_rgb(img)), np.asarray(whole)), (mode, w, h)
 
 
+@pytest.mark.parametrize("make", [
+    lambda g: Image.fromarray(g.astype(np.uint16) * 257),             # a 16-bit PNG: Pillow's convert turns it white
+    lambda g: Image.fromarray(g.astype(np.float32) / 255, "F"),       # float 0..1: convert turns it black
+    lambda g: Image.fromarray(g.astype(np.float32), "F"),             # float 0..255
+    lambda g: Image.fromarray(g.astype(np.int32) * 257, "I"),         # 16-bit samples in a 32-bit image
+    lambda g: Image.fromarray(g.astype(np.int32), "I"),               # 8-bit samples in a 32-bit image
+], ids=["png-16", "tiff-float-0..1", "tiff-float-0..255", "tiff-int-16bit", "tiff-int-8bit"])
+def test_deep_grayscale_images_decode_to_the_same_pixels_as_8_bit(make):
+    gray = np.tile(np.arange(256, dtype=np.uint8), (300, 1))  # 300 rows: more than one strip
+    buf = io.BytesIO()
+    img = make(gray)
+    img.save(buf, "PNG" if img.mode.startswith("I;16") else "TIFF")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode == img.mode
+    decoded = load_image(buf.getvalue())
+    assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded)[..., 0], gray)
+
+
+def test_a_progressive_jpeg_is_costed_by_its_components():
+    # A progressive JPEG keeps every DCT coefficient while decoding: 2 bytes per component per pixel,
+    # 8 for a 4:4:4 CMYK one (measured 7.7), 3 for the usual 4:2:0 YCbCr.
+    from imgcls.config import EndpointLimits
+    from imgcls.providers.local.limits import decode_cost
+    prep, costs = Preprocessing(size=32, resize=36), {}
+    for mode, subsampling in [("CMYK", 0), ("RGB", 2)]:
+        buf = io.BytesIO()
+        Image.new(mode, (2000, 2000)).save(buf, "JPEG", progressive=True, subsampling=subsampling)
+        costs[mode] = decode_cost(buf.getvalue(), 0, EndpointLimits(), prep)
+    assert 8 * 2000 * 2000 <= costs["CMYK"] < 9 * 2000 * 2000
+    assert 3 * 2000 * 2000 <= costs["RGB"] < 4 * 2000 * 2000
+
+
 def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")

@@ -123,6 +123,48 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(server, raw, fragment
     assert request(server, "GET", "/health")[0] == 200
 
 
+def test_base64_is_strict_and_says_what_is_wrong(server):
+    good = jpeg("red")
+    wrapped = "\n".join(good[i:i + 76] for i in range(0, len(good), 76))  # what `base64 file.jpg` prints
+    status, body = request(server, "POST", "/predict", {"instances": [{"content": wrapped}]})
+    assert status == 200 and body["predictions"][0]["displayNames"][0] == "red"
+    for content, fragment in [("!!!!" + good, "invalid base64"),  # the lenient decoder drops the junk: a 200
+                              ("data:image/jpeg;base64," + good, "data: URL"),
+                              (good.replace("+", "-").replace("/", "_") + "-_", "URL-safe")]:
+        status, body = request(server, "POST", "/predict", {"instances": [{"content": content}]})
+        assert status == 400 and "image #0" in body["error"] and fragment in body["error"], body
+
+
+@pytest.mark.parametrize("body, field", [({"instances": []}, "instances"),
+                                         ({"input_data": {"columns": ["image"], "data": []}}, "input_data.data")])
+def test_a_request_without_images_gets_422(server, body, field):
+    status, answer = request(server, "POST", "/predict", body)
+    assert status == 422 and field in answer["error"] and "at least 1" in answer["error"], answer
+
+
+def test_an_unknown_key_is_named_but_not_echoed_in_full(server):
+    status, answer = request(server, "POST", "/predict", {"instances": [{"content": jpeg("red"), "k" * 30_000: 1}]})
+    assert status == 422 and "kkkk" in answer["error"] and len(json.dumps(answer)) < 2_000
+
+
+def test_head_health_and_no_trailing_slash_redirects(server):
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("HEAD", "/health")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b""
+    conn.request("POST", "/predict/", body=b"{}", headers={"Content-Type": "application/json", "Host": "evil.example"})
+    resp = conn.getresponse()
+    assert resp.status == 404 and "location" not in {k.lower() for k in resp.headers}
+    resp.read()
+    conn.close()
+
+
+def test_not_an_image_is_named_without_internal_reprs(server):
+    status, body = request_raw(server, "/predict", b"GIF89 but not really", "image/gif")
+    assert status == 400 and "image #0" in body["error"] and "BytesIO" not in body["error"], body
+
+
 def test_oversized_body_gets_413(server):
     big = {"instances": [{"content": "A" * (MAX_BODY + 10)}]}
     status, body = request(server, "POST", "/predict", big)
@@ -202,7 +244,7 @@ def test_a_wrong_field_gets_422_naming_it(server, body, field):
 
 
 def test_huge_numbers_are_422_not_500(server):
-    raw = b'{"instances": [], "parameters": {"maxPredictions": 1e400}}'
+    raw = b'{"instances": [{"content": ""}], "parameters": {"maxPredictions": 1e400}}'
     status, answer = request(server, "POST", "/predict", raw=raw)
     assert status == 422 and answer["detail"][0]["loc"] == ["parameters", "maxPredictions"]
 

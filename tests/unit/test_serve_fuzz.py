@@ -231,9 +231,11 @@ def test_large_real_images_are_decoded_within_the_memory_budget(server):
 
 def test_malformed_framing(server):
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    assert raw_exchange(server, head + b"Content-Length: -1\r\n\r\n{}").startswith(b"HTTP/1.1 400")
-    assert raw_exchange(server, head + b"Content-Length: 1e3\r\n\r\n{}").startswith(b"HTTP/1.1 400")
-    assert raw_exchange(server, head + b"Content-Length: 5\r\nContent-Length: 7\r\n\r\n{}").startswith(b"HTTP/1.1 400")
+    for length in [b"-1", b"1e3", b"5\r\nContent-Length: 7"]:  # answered in JSON, naming the fault
+        answer = raw_exchange(server, head + b"Content-Length: " + length + b"\r\n\r\n{}")
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        error = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+        assert error["code"] == 400 and "malformed HTTP request" in error["error"] and "Content-Length" in error["error"]
     # A length that lies short: the rest is read as the next request, which is garbage.
     answer = raw_exchange(server, head + b"Content-Length: 2\r\n\r\n{}GARBAGE\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1 ") == 2
@@ -253,8 +255,8 @@ def test_malformed_framing(server):
 def test_bodies_that_would_be_expensive_to_parse(server):
     for raw, expected in [(b"[" * 200_000, 413), (b'{"instances": ' + b"[" * 300 + b"]" * 300 + b"}", 400),
                           (b"[[]," * 500_000 + b"[]]", 413), (b'{"instances": [' + b'{"content": ""},' * 2000 + b"]}", 413),
-                          (b'{"instances": [], "parameters": {"maxPredictions": 1e400}}', 422),
-                          (b'{"instances": [], "parameters": {"maxPredictions": ' + b"9" * 5000 + b"}}", 400),
+                          (b'{"instances": [{"content": ""}], "parameters": {"maxPredictions": 1e400}}', 422),
+                          (b'{"instances": [{"content": ""}], "parameters": {"maxPredictions": ' + b"9" * 5000 + b"}}", 400),
                           (json.dumps({"instances": [{"content": "A" * (9 << 20)}]}).encode(), 413)]:
         status, _, answer = server.request("POST", "/predict", raw, {"Content-Type": "application/json"})
         assert status == expected, (raw[:60], answer[:200])
@@ -292,6 +294,31 @@ def test_slow_loris_clients_are_cut_off_and_do_not_hold_the_server(server):
         assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:100]
         sock.close()
     assert time.monotonic() - started < READ_TIMEOUT + 6
+    server.check()
+
+
+def test_slow_headers_on_a_kept_alive_connection_are_cut_off_too(server):
+    with socket.create_connection((server.host, server.port), timeout=READ_TIMEOUT + 8) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b'"limits"' not in first:
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # the second request's headers never end
+        started, answer = time.monotonic(), b""
+        try:
+            while time.monotonic() - started < READ_TIMEOUT + 6:
+                sock.sendall(b"X-Slow: a\r\n")
+                time.sleep(0.25)
+        except OSError:  # closed by the server: what it answered first is in the receive buffer
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    assert time.monotonic() - started < READ_TIMEOUT + 5, "the connection was not cut off"
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
     server.check()
 
 

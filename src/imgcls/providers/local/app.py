@@ -127,12 +127,7 @@ class Model:
             if len(encoded) > self.limits.max_images:
                 raise Refused(413, f"{len(encoded)} images in one request, over the limit of "
                                    f"{self.limits.max_images} (deploy.limits.max_images): send fewer at a time")
-            images = []
-            for i, item in enumerate(encoded):
-                try:
-                    images.append(base64.b64decode(item))
-                except (binascii.Error, ValueError):
-                    raise Refused(400, f"image #{i}: invalid base64") from None
+            images = [_from_base64(item, i) for i, item in enumerate(encoded)]
         prep = self.classifier.preprocessing
         costs = [decode_cost(image, i, self.limits, prep) for i, image in enumerate(images)]
         return kind, images, costs, params
@@ -151,14 +146,29 @@ class Model:
         return await asyncio.wrap_future(self.batcher.submit(array))
 
 
+def _from_base64(text: str, index: int) -> bytes:
+    """Strict base64 (the standard alphabet, padded), line breaks allowed (`base64` wraps at 76): a stray
+    character is an error to name, not one to drop silently as the lenient decoder does."""
+    if text.startswith("data:"):
+        raise Refused(400, f"image #{index}: a data: URL, not base64: send only what follows 'base64,'")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        alphabet = " (URL-safe '-' and '_' are not accepted)" if "-" in text or "_" in text else ""
+        raise Refused(400, f"image #{index}: invalid base64: expected the standard alphabet A-Z a-z 0-9 + / "
+                           f"padded with ={alphabet}") from None
+
+
 def _invalid(exc: ValidationError) -> Refused:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     if any(e["type"] == "unknown_body" for e in errors):
         return Refused(400, bodies.UNKNOWN_BODY)
     if any(e["type"] == "json_invalid" for e in errors):
         return Refused(400, f"the body is not valid JSON: {errors[0]['msg'].removeprefix('Invalid JSON: ')}")
-    for e in errors:  # the first element is the body's shape (vertex, azureml), not a field
-        e["loc"] = list(e["loc"][1:])
+    for e in errors:  # the first element is the body's shape (vertex, azureml), not a field; an unknown
+        #              key is named, but never echoed at its full length
+        e["loc"] = [part if not isinstance(part, str) or len(part) <= 64 else part[:64] + "…"
+                    for part in e["loc"][1:]]
     lines = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors[:10]]
     return Refused(422, "invalid body: " + "; ".join(lines), detail=errors)
 
@@ -284,8 +294,11 @@ def _has_body(request: Request) -> bool:
 
 
 def _routes() -> FastAPI:
+    # No redirects from /predict/ to /predict: a 307 built from the client's Host header helps nobody.
     app = FastAPI(title="imgcls local endpoint", version="1", lifespan=_lifespan, redoc_url=None,
+                  redirect_slashes=False,
                   description="Image classification with the Vertex AI, Azure ML and Custom Vision bodies.")
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # load balancers probe so
     app.add_api_route("/health", health, methods=["GET"], response_model=bodies.Health,
                       summary="Labels, model and limits")
     for path in PREDICT_PATHS:
@@ -335,7 +348,7 @@ ANSWERS = {
     200: {"description": "Predictions, in the request's shape", "content": {"application/json": {"schema": {"anyOf": [
         _ref("VertexAnswer"), {"type": "array", "items": _ref("AzureMLRow")}, _ref("ImagePrediction")]}}}},
     **{code: {"description": text, "content": {"application/json": {"schema": _ref("ErrorAnswer")}}}
-       for code, text in [(400, "Not JSON, an unknown body, or not an image"), (408, "Request not received in time"),
+       for code, text in [(400, "Not JSON, an unknown body, invalid base64, or not an image"), (408, "Request not received in time"),
                           (413, "Over max_body_bytes, max_images or max_pixels"),
                           (415, "Content-Type neither JSON nor an image"), (422, "A field is wrong (named in loc)"),
                           (503, "Over max_concurrent requests: retry after Retry-After seconds")]},

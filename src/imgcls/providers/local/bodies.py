@@ -31,7 +31,7 @@ class VertexParameters(Body):
 
 class VertexRequest(Body):
     """Vertex AI's online prediction body for AutoML image classification."""
-    instances: list[VertexInstance]
+    instances: list[VertexInstance] = Field(min_length=1)
     parameters: VertexParameters | None = None
 
 
@@ -39,7 +39,7 @@ class AzureMLTable(Body):
     columns: list[str] = Field(default_factory=lambda: ["image"],
                                description='Column names; the image is the column named "image", or the only one.')
     index: list[int | str] | None = Field(None, description="Accepted and ignored (pandas' split orient).")
-    data: list[str | list[Any]] = Field(description="Rows: a base64 string each, or one cell per column.")
+    data: list[str | list[Any]] = Field(min_length=1, description="Rows: a base64 string each, or one cell per column.")
 
     @model_validator(mode="after")
     def _rows_fit_columns(self):

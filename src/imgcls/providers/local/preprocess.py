@@ -86,8 +86,15 @@ def load_image(path_or_bytes, draft_size: int | None = None) -> Image.Image:
             ImageOps.exif_transpose(img, in_place=True)  # a copy would cost the image's size again
             return img if img.mode == "RGB" else _to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot decode image {name}: {exc}", hint="is it a JPEG/PNG/WebP/BMP image?",
-                        path=name) from None
+        raise DataError(f"cannot decode image {name}: {why_undecodable(exc)}",
+                        hint="is it a JPEG/PNG/WebP/BMP image?", path=name) from None
+
+
+def why_undecodable(exc: Exception) -> str:
+    """Pillow's reason, without the repr of our in-memory file that its 'cannot identify' message carries."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    return str(exc)[:200]
 
 
 def _draft(img: Image.Image, size: int) -> None:
@@ -103,6 +110,8 @@ STRIP_ROWS = 256  # alpha is flattened this many rows at a time
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        return _deep_gray_to_rgb(img)
     # Transparent pixels become white rather than whatever colour hides under alpha 0.
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Strip by strip, the same pixels as one alpha_composite of the whole image, but without three
@@ -117,6 +126,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             out.paste(Image.alpha_composite(background, strip).convert("RGB"), (0, top))
         return out
     return img.convert("RGB")
+
+
+def _deep_gray_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float grayscale to 8 bits (Pillow's convert clips them: a 16-bit PNG turns white).
+    16-bit modes span 0..65535; a 32-bit integer image is read as 16-bit data when it exceeds 255 (PNG, PGM
+    and TIFF store 16-bit samples so), else as 8-bit; a float image is read as 0..1 when it stays within
+    1, else as 0..255. Strip by strip, like _to_rgb, so a large image costs its own size plus the RGB copy."""
+    if img.mode.startswith("I;16"):
+        scale = 255 / 65535
+    else:
+        high = img.getextrema()[1]
+        scale = (255 / 65535 if high > 255 else 1.0) if img.mode == "I" else (255.0 if high <= 1 else 1.0)
+    w, h = img.size
+    out = Image.new("RGB", img.size)
+    for top in range(0, h, STRIP_ROWS):
+        rows = np.asarray(img.crop((0, top, w, min(top + STRIP_ROWS, h))), dtype=np.float32)
+        gray = np.clip(np.nan_to_num(rows) * scale + 0.5, 0, 255).astype(np.uint8)
+        out.paste(Image.fromarray(gray, "L").convert("RGB"), (0, top))
+    return out
 
 
 def resize_shorter(img: Image.Image, shorter: int) -> Image.Image:

@@ -3,12 +3,14 @@ on reading each request, and `python -m imgcls.providers.local.serve` (what `dep
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import socket
 import sys
 import threading
 from pathlib import Path
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -29,6 +31,16 @@ class DeadlineProtocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self.read_timeout = read_timeout
         self._deadline = None
+        self._protocol_error = ""
+        next_event = self.conn.next_event
+
+        def next_event_noting_errors():  # uvicorn drops h11's reason; the 400 below names it
+            try:
+                return next_event()
+            except h11.RemoteProtocolError as exc:
+                self._protocol_error = str(exc)
+                raise
+        self.conn.next_event = next_event_noting_errors
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -38,8 +50,17 @@ class DeadlineProtocol(H11Protocol):
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # the first bytes of a request
         super().data_received(data)
-        if self.cycle is not None and not self.cycle.more_body:
-            self._disarm()  # all of it is in: the app's work is not timed here
+        if self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body:
+            self._disarm()  # all of it is in: the app's work is not timed here (a cycle already answered
+            #                 is the previous request on a kept-alive connection: this one is still coming)
+
+    def send_400_response(self, msg: str) -> None:
+        """Malformed HTTP (a bad Content-Length, request line, chunk size...): JSON like every other answer."""
+        reason = (self._protocol_error or msg)[:200]
+        body = json.dumps({"error": f"malformed HTTP request: {reason}", "code": 400}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                             b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
