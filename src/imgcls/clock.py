@@ -9,7 +9,7 @@ import datetime as dt
 import os
 import re
 
-from .errors import ConfigError
+from .errors import ConfigError, ImgclsError
 
 NOW_ENV = "IMGCLS_NOW"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -38,13 +38,23 @@ def stamp(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def parse_duration(text: str, what: str = "deploy.ttl") -> dt.timedelta:
-    """`90s`, `30m`, `2h`, `1d`, `1w` (a number and one unit) as a timedelta; else a ConfigError."""
+MAX_DURATION = dt.timedelta(days=3650)  # past this, a timedelta overflows soon enough; no ttl needs more
+
+
+def parse_duration(text: str, what: str = "deploy.ttl", error: type[ImgclsError] = ConfigError) -> dt.timedelta:
+    """`90s`, `30m`, `2h`, `1d`, `1w` (a number and one unit) as a timedelta; else `error` (ConfigError for
+    a config key, UsageError for an option) naming `what`."""
     m = _DURATION.match(str(text))
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"{what} = {text!r} is not a duration",
-                          hint="write a number and a unit: 90s, 30m, 2h, 1d or 1w")
-    return dt.timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
+    if not m:
+        raise error(f"{what} = {text!r} is not a duration", hint="write a number and a unit: 90s, 30m, 2h, 1d or 1w")
+    seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds <= 0:
+        raise error(f"{what} = {text!r} is zero: an endpoint that expires at once would never serve",
+                    hint="give a positive duration, e.g. 2h; or leave it out for no expiry")
+    if seconds > MAX_DURATION.total_seconds():
+        raise error(f"{what} = {text!r} is over {MAX_DURATION.days // 365} years",
+                    hint="give a shorter duration, e.g. 30d; or leave it out for no expiry")
+    return dt.timedelta(seconds=seconds)
 
 
 def human(delta: dt.timedelta) -> str:

@@ -23,6 +23,8 @@ def compare(run_ids: list[str], runs_root: str | Path | None = None, force: bool
     runs_root = Path(runs_root) if runs_root else runs_mod.project_runs_dir()
     for rid in run_ids:
         run = Run.open(runs_root, rid)
+        if any(seen.id == run.id for seen, _, _ in loaded):
+            raise UsageError(f"run {run.id} is given twice", hint="compare two or more different runs")
         path = run.file("results", "test_predictions.json")
         if not path.exists():
             raise UsageError(f"run {run.id} has not been evaluated", hint=f"imgcls evaluate --run {run.id}")

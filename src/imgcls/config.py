@@ -30,8 +30,13 @@ from .errors import ConfigError, UsageError
 INTERNAL_FIELDS = ("base_dir", "from_run")   # RunConfig fields imgcls sets itself; not keys of a config file
 
 
+MAX_CONFIG_BYTES = 1024**2  # read no further: a run config is a few KB
+MAX_BUDGET_MINUTES = 30 * 24 * 60  # 30 days: longer than any cloud job's own limit
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf passes gt=0 (and json.dumps writes it as Infinity, which no JSON parser reads): numbers are finite.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DatasetConfig(Section):
@@ -67,7 +72,8 @@ class SplitConfig(Section):
 
 class TrainConfig(Section):
     preset: Literal["quick", "best"] = Field("quick", description="quick: fast, good; best: slower, better.")
-    budget_minutes: float = Field(15, gt=0, description="Wall-clock budget for local training and cloud job timeouts.")
+    budget_minutes: float = Field(15, gt=0, le=MAX_BUDGET_MINUTES,
+                                  description="Wall-clock budget for local training and cloud job timeouts.")
     node_hours: float | None = Field(None, gt=0, description="Cloud training budget in node hours (for providers that bill training that way).")
     early_stopping: bool = True
     max_cost_usd: float | None = Field(None, gt=0, description="Refuse (exit 3, before anything is created) when "
@@ -215,11 +221,18 @@ def load_config(path: str | Path, overrides: list[str] = (), provider: str | Non
     if path.is_dir():
         raise ConfigError(f"{path} is a folder, not a config file", hint="pass -c PATH/TO/CONFIG.yaml")
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}", hint="pass -c PATH, or write one with `imgcls init`")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is over {MAX_CONFIG_BYTES // 1024**2} MiB: a run config is a few KB of YAML",
+                          hint="is it the right file? (-c takes the run's YAML config, not data)")
+    if not raw.strip():
+        raise ConfigError(f"{path} is empty", hint="a run config needs at least `name:` and `dataset: {source: …}`; "
+                                                   "`imgcls init` writes a starter")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

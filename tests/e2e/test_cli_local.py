@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -170,6 +171,47 @@ def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
     assert out["train"]["extra"]["allocator"] == ALLOCATOR or ALLOCATOR is None
     status = json.loads((ckpt.parent / "status.json").read_text())
     assert status["resumed"] and status["start_epoch"] >= 1 and status["epochs"] > status["start_epoch"]
+
+
+def test_ctrl_c_names_the_run_to_resume(tmp_path):
+    data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
+    cfg = tmp_path / "best.yaml"
+    cfg.write_text(f"name: stopped\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
+                   "train: {preset: best, budget_minutes: 1}\nevaluate: {report: false}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "train", "-c", str(cfg)], cwd=tmp_path,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob("work/checkpoint.pt")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    (ckpt,) = tmp_path.rglob("work/checkpoint.pt")
+    doc = json.loads(out)
+    assert doc["error"] == "Interrupted" and doc["run"] == ckpt.parent.parent.name
+    assert f"--run {doc['run']}" in doc["hint"]
+
+
+def test_a_second_train_on_the_same_run_waits_for_the_first_instead_of_training_too(tmp_path):
+    data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
+    cfg = tmp_path / "best.yaml"
+    cfg.write_text(f"name: twice\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
+                   "train: {preset: best, budget_minutes: 0.3}\nevaluate: {report: false}\n")
+    first = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "train", "-c", str(cfg)], cwd=tmp_path,
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while first.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob("work/.training.pid")):
+        time.sleep(0.1)
+    (holder,) = tmp_path.rglob("work/.training.pid")
+    assert first.poll() is None, "the first training ended before the second could start"
+    run = holder.parent.parent.name
+    second = imgcls("train", "-c", str(cfg), "--run", run, cwd=tmp_path, check_code=0)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err[-2000:]
+    assert json.loads(out)["train"]["status"] == "succeeded" and "succeeded" in second.stdout
+    assert f"another imgcls process (pid {first.pid})" in second.stderr, second.stderr[-2000:]
+    assert "training 'best'" not in second.stderr  # one trained, the other waited for it
+    assert json.loads((holder.parent / "status.json").read_text())["resumed"] is False
 
 
 def test_init_writes_a_valid_config(tmp_path):

@@ -85,6 +85,16 @@ def unlabelled_at_top(user: Path) -> None:
     make_image(user / "data" / "stray.jpg", (9, 9, 9), 5, size=(32, 24))
 
 
+def hidden_label_folder(user: Path) -> None:
+    three_labels(user)
+    make_dataset(user / "data" / ".secret", {"x": 2}, size=(32, 24))   # data/.secret/x/*.jpg: counted, not read
+
+
+def label_only_in_test(user: Path) -> None:
+    make_dataset(user / "data" / "train", {"red": 4, "green": 4}, size=(32, 24))
+    make_dataset(user / "data" / "test", {"red": 2, "green": 2, "blue": 2}, seed=3, size=(32, 24))
+
+
 def deep_yaml(depth: int) -> str:
     return "name: t\nx: " + "[" * depth + "]" * depth + "\n"
 
@@ -128,7 +138,10 @@ CASES = [
     Case("missing-name", V, 3, ["{cfg}", "name"], config="dataset:\n  source: d\n"),
     Case("missing-dataset", V, 3, ["{cfg}", "dataset"], config="name: t\n"),
     Case("bad-name", V, 3, ["{cfg}:1", "name", "bad name!"], config="name: bad name!\ndataset: {source: d}\n"),
-    Case("empty-file", V, 3, ["{cfg}", "name"], config=""),
+    Case("empty-file", V, 3, ["{cfg}", "empty"], config=""),
+    Case("huge-file", V, 3, ["{cfg}", "MiB"], config=None, build=with_file("run.yaml", "# x\n" * 600_000)),
+    Case("infinite-budget", V, 3, ["{cfg}:5", "train.budget_minutes", "finite"],
+         config=CFG + "train:\n  budget_minutes: .inf\n"),
     Case("top-level-list", V, 3, ["{cfg}", "mapping"], config="- a\n- b\n"),
     Case("top-level-scalar", V, 3, ["{cfg}", "mapping"], config="hello\n"),
     Case("duplicate-section", V, 3, ["{cfg}:6", "train"],
@@ -184,11 +197,16 @@ CASES = [
     Case("gs-source-without-credentials", V, 5, ["gs://bucket/data.csv", "no Google credentials"],
          config="name: t\ndataset: {source: gs://bucket/data.csv}\n"),
 
+    Case("label-only-in-test", V, 4, ["'blue' has no training images", "2 in test"], build=label_only_in_test),
+
     # import files: exit 4 naming the file and the row
     Case("csv-no-uri", V, 4, ["{user}/data.csv:13", "URI"], config="name: t\ndataset: {source: {user}/data.csv}\n",
          build=csv_file(lambda u: good_rows(u, [",red"]))),
     Case("csv-ml-use-only", V, 4, ["{user}/data.csv:13"], config="name: t\ndataset: {source: {user}/data.csv}\n",
          build=csv_file(lambda u: good_rows(u, ["TRAINING"]))),
+    Case("csv-unknown-ml-use", V, 4, ["{user}/data.csv:13", "unknown ML use 'bogus'"],
+         config="name: t\ndataset: {source: {user}/data.csv}\n",
+         build=csv_file(lambda u: good_rows(u, [f"bogus,{u}/data/red/r0.jpg,red"]))),
     Case("csv-missing-image", V, 4, ["{user}/missing.jpg", "not found", "{user}/data.csv:13"],
          config="name: t\ndataset: {source: {user}/data.csv}\n",
          build=csv_file(lambda u: good_rows(u, [f"{u}/missing.jpg,red"]))),
@@ -258,6 +276,10 @@ CASES = [
     Case("set-unknown-section", V + ["--set", "tarin.preset=best"], 2, ["tarin", "train"], config=NO_DATA),
     Case("set-bad-value", V + ["--set", "split.seed=lots"], 2, ["split.seed", "lots"], config=NO_DATA),
     Case("set-bad-choice", V + ["--set", "train.preset=fastest"], 2, ["train.preset", "fastest"], config=NO_DATA),
+    Case("set-infinite-budget", V + ["--set", "train.budget_minutes=1e999"], 2, ["train.budget_minutes", "finite"],
+         config=NO_DATA),
+    Case("ttl-not-a-duration", ["deploy", "-c", "{cfg}", "--ttl", "5x"], 2, ["--ttl", "5x"], config=NO_DATA),
+    Case("ttl-zero", ["deploy", "-c", "{cfg}", "--ttl", "0s"], 2, ["--ttl", "zero"], config=NO_DATA),
     Case("set-into-a-value", V + ["--set", "name.first=x"], 2, ["name.first", "name"], config=NO_DATA),
     Case("set-bad-gate", V + ["--set", "evaluate.gates.acuracy=0.9"], 2, ["acuracy"], config=NO_DATA),
     Case("set-unknown-provider", V + ["--set", "provider=vertx"], 2, ["vertx", "vertex"], config=NO_DATA),
@@ -290,6 +312,7 @@ CASES = [
 OK_CASES = [
     Case("hidden-folder-skipped", V, 0, ["2 hidden"], build=hidden_folder),
     Case("symlink-loop", V, 0, ["12 images"], build=symlink_loop),
+    Case("hidden-label-folder-counted", V, 0, ["2 hidden"], build=hidden_label_folder),
     Case("case-twins-merged-with-fix", V + ["--fix"], 0, ["Cat", "cat", "merged"], build=case_twins),
 ]
 

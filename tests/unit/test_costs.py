@@ -82,6 +82,18 @@ def test_caps_name_both_numbers_and_a_free_provider_never_trips_one(images, tmp_
     api.check_caps(local, train=True, deploy=True)
 
 
+@pytest.mark.parametrize("step", ["evaluate", "predict", "export"])
+def test_a_step_that_must_train_first_is_held_to_the_training_cap(step, images, tmp_path):
+    # No cloud here: the refusal has to come before the first call (an import would try to reach GCS).
+    path = write_config(tmp_path / "v.yaml", images, "vertex",
+                        "train:\n  node_hours: 20\n  max_cost_usd: 50\nvertex:\n  staging_bucket: gs://bucket/imgcls\n")
+    args = {"predict": [str(next(Path(images).rglob("*.jpg")))]}.get(step, [])
+    code, out, both = _invoke("--json", step, "-c", str(path), *args)
+    assert code == 3, both
+    error = json.loads(out)
+    assert "train.max_cost_usd = $50" in error["message"] and "$69.3" in error["message"]
+
+
 def test_durations_and_the_clock_tests_move(monkeypatch):
     assert clock.parse_duration("2h") == dt.timedelta(hours=2)
     assert clock.parse_duration("1d") == dt.timedelta(days=1)
@@ -96,12 +108,12 @@ def test_durations_and_the_clock_tests_move(monkeypatch):
         clock.now()
 
 
-def test_a_bad_ttl_is_a_config_error_naming_its_line(images, tmp_path):
+def test_a_bad_ttl_is_a_config_error_naming_its_line_or_a_usage_error_as_an_option(images, tmp_path):
     path = write_config(tmp_path / "c.yaml", images, "local", "deploy:\n  ttl: 2 hours\n")
     code, _, both = _invoke("plan", "-c", str(path))
     assert code == 3 and "c.yaml:6" in both and "deploy.ttl" in both, both
     code, _, both = _invoke("deploy", "-c", str(write_config(tmp_path / "d.yaml", images)), "--ttl", "soon")
-    assert code == 3 and "--ttl = 'soon' is not a duration" in both, both
+    assert code == 2 and "--ttl = 'soon' is not a duration" in both, both
     assert not (tmp_path / ".imgcls").exists()
 
 

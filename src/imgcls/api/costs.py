@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import clock
 from .. import runs as runs_mod
 from ..config import RunConfig
-from ..errors import AuthError, ConfigError, ImgclsError, ProviderError, TimedOut
+from ..errors import AuthError, ConfigError, ImgclsError, ProviderError, TimedOut, UsageError
 from ..progress import Progress
 from ..providers import registry
 from ..providers.base import Deployment, Provider, TrainResult
@@ -113,7 +113,7 @@ def expiry(cfg: RunConfig, ttl: str | None):
     given = ttl or cfg.deploy.ttl
     if not given:
         return None
-    return clock.now() + clock.parse_duration(given, "--ttl" if ttl else "deploy.ttl")
+    return clock.now() + (clock.parse_duration(ttl, "--ttl", UsageError) if ttl else clock.parse_duration(given))
 
 
 def guarded_deploy(run: Run, provider: Provider, model: TrainResult, expires_at=None,

@@ -139,12 +139,15 @@ def _train(t: Target, wait: bool, timeout: float | None, progress: Progress) -> 
     done = run.step("train")
     if done and done.get("status") == "succeeded":
         return _train_result(done)
+    op = run.operation("train")
+    starts = op is None or op.get("state") in ("failed", "cancelled")
+    if starts:  # evaluate, deploy, predict and export train first when they must: under the same cap
+        costs.check_caps(cfg, train=True)
     dataset = _import(t, progress)
     provider = provider_for(cfg, run, progress)
     if provider.trains_on_local_files:
         t.manifest()                               # the files must still be the ones imported
-    op = run.operation("train")
-    if op is None or op.get("state") in ("failed", "cancelled"):
+    if starts:
         provider.background = not wait
         op = provider.start_training(dataset)
         run.set_step("train", {"provider": cfg.provider, "status": "running", "operation": op.get("id")})
@@ -256,7 +259,7 @@ def deploy(cfg: RunConfig | None, run_id: str | None = None, timeout: float | No
     endpoint expires; a deploy that fails removes what it created unless `keep_on_failure`. Over a cap:
     ConfigError before anything is created."""
     if ttl:
-        clock.parse_duration(ttl, "--ttl")          # a bad --ttl is refused before any work
+        clock.parse_duration(ttl, "--ttl", UsageError)  # a bad --ttl is refused before any work
     costs.check_caps(cfg, run_id, train=True, deploy=True)
     t = open_run(cfg, run_id, check_data=run_id is None, progress=progress)
     return t.run, _deploy(t, timeout, progress, ttl, keep_on_failure)
@@ -369,7 +372,7 @@ def run(cfg: RunConfig | None, run_id: str | None = None, predict_inputs: list[s
     started = time.monotonic()
     inputs = expand_inputs(predict_inputs) if predict_inputs else []
     if ttl:
-        clock.parse_duration(ttl, "--ttl")          # a bad --ttl is refused before any work
+        clock.parse_duration(ttl, "--ttl", UsageError)  # a bad --ttl is refused before any work
     costs.check_caps(cfg, run_id, train=True, deploy=True)
     t = open_run(cfg, run_id, new=run_id is None, allow_data_change=allow_data_change, progress=progress)
     dataset = _import(t, progress)

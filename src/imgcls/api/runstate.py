@@ -229,9 +229,20 @@ def address(cfg: RunConfig | None, run_id: str | None) -> tuple[RunConfig, Run]:
     return cfg, run
 
 
+LAST_OPENED: list[str] = []  # the id of the run this process last opened: what an interrupted command names
+
+
 def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False, check_data: bool = True,
              allow_data_change: bool = False, progress: Progress = QUIET) -> Target:
-    """`run_id`, else the latest run of this config and data, else a new one (saying why).
+    """`run_id`, else the latest run of this config and data, else a new one (saying why)."""
+    target = _open_run(cfg, run_id, new, check_data, allow_data_change, progress)
+    LAST_OPENED[:] = [target.run.id]
+    return target
+
+
+def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: bool, allow_data_change: bool,
+              progress: Progress) -> Target:
+    """open_run's work.
 
     With `check_data`, a config's dataset is read and compared with the run's: `--run ID` on other
     data is refused (DataError) unless `allow_data_change`, and without --run changed data start a new run."""
@@ -269,6 +280,7 @@ def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False
                     and (data_fp is None or run_data_fingerprint(run) in (data_fp, None)):
                 return Target(cfg, run, fresh)
     previous = runs_mod.latest(root, cfg.name, cfg.provider)
+    registry.get(cfg.provider).check_settings(cfg)  # a setting that stops the first step leaves no run behind
     run = Run.create(root, cfg.name, cfg.provider, config_fp, data_fp)
     resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
     import yaml

@@ -61,8 +61,13 @@ class Cli(click.Group):
             report(state, exc.to_json(), str(exc))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            report(state, {"error": "Interrupted", "message": "interrupted", "exit_code": EXIT_INTERRUPTED},
-                   "interrupted; what was recorded is kept — resume with --run RUN_ID")
+            from ..api.runstate import LAST_OPENED
+            run = LAST_OPENED[0] if LAST_OPENED else None
+            again = f"run the same command with --run {run}" if run else "run the same command with --run RUN_ID"
+            hint = f"what was recorded is kept: {again} to resume" + (f"; `imgcls status --run {run}` shows it"
+                                                                      if run else "")
+            report(state, {"error": "Interrupted", "message": "interrupted", "hint": hint, "run": run,
+                           "exit_code": EXIT_INTERRUPTED}, f"interrupted\n  hint: {hint}")
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug of ours: say so in one line, traceback only with -v
             if state.verbose:

@@ -128,9 +128,10 @@ def _label_dirs(root: Path, split: str | None) -> list[dict]:
     kept as rows marked `hidden` only to be counted. Symlinked folders inside a label are not followed."""
     rows = []
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            if entry.is_file() and _looks_like_image(entry):
-                rows.append({"uri": str(entry), "labels": [], "split": split, "hidden": True})
+        if entry.name.startswith("."):  # a hidden file or label folder: counted, never read
+            inside = sorted(entry.rglob("*")) if entry.is_dir() and not entry.is_symlink() else [entry]
+            rows += [{"uri": str(f), "labels": [], "split": split, "hidden": True}
+                     for f in inside if f.is_file() and _looks_like_image(f)]
             continue
         if entry.is_dir():
             for f in sorted(entry.rglob("*")):
@@ -141,6 +142,11 @@ def _label_dirs(root: Path, split: str | None) -> list[dict]:
         elif _looks_like_image(entry):
             rows.append({"uri": str(entry.resolve()), "labels": [], "split": split})  # unlabelled: validate says so
     return rows
+
+
+def _looks_like_uri(cell: str) -> bool:
+    """An image's URI or path, not a label: a scheme, or a name ending in an image suffix."""
+    return "://" in cell or Path(cell).suffix.lower() in manifest.IMAGE_SUFFIXES
 
 
 def _looks_like_image(path: Path) -> bool:
@@ -165,6 +171,10 @@ def read_vertex_csv(path: Path) -> list[dict]:
             split = None
             if cells[0].lower() in ML_USE:
                 split, cells = ML_USE[cells[0].lower()], cells[1:]
+            elif len(cells) > 2 and _looks_like_uri(cells[1]) and not _looks_like_uri(cells[0]):
+                raise DataError(f"{path}:{n}: unknown ML use {cells[0]!r} before the image {cells[1]!r}",
+                                hint=f"the first column, when there is one, is one of: {', '.join(ML_USE)} "
+                                     f"(rows are [ML_USE,]GCS_URI,LABEL[,LABEL…])")
             if not cells or not cells[0]:
                 raise DataError(f"{path}:{n}: no image URI", hint="rows are [ML_USE,]GCS_URI,LABEL[,LABEL…]")
             rows.append({"uri": _local(cells[0], path.parent), "labels": [c for c in cells[1:] if c],

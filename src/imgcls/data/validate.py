@@ -68,6 +68,7 @@ def check(df: pd.DataFrame, limits: Limits, provider: str, multilabel: bool,
     found += _unlabelled(df, multilabel)
     found += _duplicates(df)
     found += _label_counts(df, limits, provider)
+    found += _training_counts(df)
     found += _limits(df, limits, provider)
     return _fold_warnings(found)
 
@@ -228,6 +229,31 @@ def _label_counts(df: pd.DataFrame, limits: Limits, provider: str) -> list[Findi
     if len(counts) == 1:
         out.append(Finding("error", "one-label", "only one label: a classifier needs two or more",
                            "add images of at least one more label"))
+    return out
+
+
+def _training_counts(df: pd.DataFrame) -> list[Finding]:
+    """A label with images but none (or one) in the train split: it would be scored but never learnt,
+    as when a test/ folder has a label that train/ lacks, or split fractions leave almost nothing."""
+    if "split" not in df or df["split"].isna().all():
+        return []
+    splits: dict[str, dict[str, list[str]]] = {}
+    for uri, labels, split in zip(df["uri"], df["labels"], df["split"]):
+        for label in labels:
+            splits.setdefault(label, {}).setdefault(split or "train", []).append(uri)
+    out = []
+    for label, by_split in sorted(splits.items()):
+        n_train = len(by_split.get("train", []))
+        elsewhere = ", ".join(f"{len(uris)} in {split}" for split, uris in sorted(by_split.items()) if split != "train")
+        if n_train == 0:
+            uris = tuple(u for group in by_split.values() for u in group)
+            out.append(Finding("error", "no-training-images", f"label '{label}' has no training images ({elsewhere})",
+                               f"add '{label}' images to the training data (e.g. a train/{label}/ folder), or remove "
+                               "the label (--fix leaves its images out)", files=uris, label=label, drop=uris))
+        elif n_train == 1 and elsewhere:
+            out.append(Finding("warning", "one-training-image", f"label '{label}' has 1 training image ({elsewhere})",
+                               "lower split.validation / split.test, or add images of the label",
+                               files=tuple(by_split["train"]), label=label))
     return out
 
 

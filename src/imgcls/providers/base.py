@@ -152,6 +152,12 @@ class Provider(ABC):
         """Whether credentials are found, without calling the service."""
         return CredentialStatus(True, "none needed")
 
+    @classmethod
+    def check_settings(cls, config: RunConfig) -> None:
+        """The provider's own settings checked offline (a bucket not named, no region): ConfigError for
+        what would stop the run's first step, raised before a run folder is made. Never calls the service."""
+        return None  # nothing to check: local, and providers whose settings all have working defaults
+
     @abstractmethod
     def upload(self, manifest: pd.DataFrame, labels: list[str]) -> DatasetRef:
         """Put the (validated) dataset where the service can train on it; record what it creates."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, is_dataclass
@@ -62,8 +63,8 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if isinstance(value, float) and value != value:
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no NaN or Infinity
         return None
     return value
 

@@ -92,6 +92,16 @@ class AwsClient:
     def region(self) -> str | None:
         return self.session.region_name
 
+    @staticmethod
+    def require_region(s: Settings) -> str:
+        """The region aws.region, the environment or the profile names; ConfigError when none does."""
+        with calling("reading the profile"):
+            region = boto3.session.Session(profile_name=s.profile, region_name=s.region).region_name
+        if not region:
+            raise ConfigError("no AWS region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION",
+                              hint="e.g. aws.region: us-east-1 (Custom Labels runs in a few regions only)")
+        return region
+
     # -- S3 ------------------------------------------------------------------------------------
     def bucket_exists(self, bucket: str) -> bool:
         try:

@@ -60,6 +60,16 @@ class AwsProvider(Provider):
                                       "`aws sso login`")
         return CredentialStatus(True, f"{method} (region {region or 'not set'})")
 
+    @classmethod
+    def check_settings(cls, config) -> None:
+        s = settings_mod.resolve(config, "<run-id>")
+        s.check()
+        try:
+            from .client import AwsClient
+        except ImportError:  # boto3 missing: the first step says so, with the install hint
+            return
+        AwsClient.require_region(s)
+
     @functools.cached_property
     def settings(self) -> settings_mod.Settings:
         return settings_mod.resolve(self.config, self.run.id)

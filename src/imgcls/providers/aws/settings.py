@@ -17,7 +17,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")     # S3's rules for
 
 
 class AwsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     region: str | None = Field(None, description="AWS region of the project, datasets, model and bucket; unset: "
                                                  "$AWS_REGION, $AWS_DEFAULT_REGION, else the profile's region.")

@@ -89,7 +89,10 @@ class LocalProvider(Provider):
     def poll_training(self, operation: dict) -> tuple[str, dict]:
         state, details = self.describe_training(operation)
         if state == "interrupted":
-            return self.train_here()
+            state, details = self.train_here()
+        if details.get("trainer_pid") and not getattr(self, "_told_waiting", False):
+            self._told_waiting = True  # once, also where no status line is drawn (CI logs)
+            self.progress.log(f"run {self.run.id}: {details['status']}")
         return state, details
 
     def describe_training(self, operation: dict) -> tuple[str, dict]:
@@ -97,6 +100,9 @@ class LocalProvider(Provider):
         status_file = self.run.file("work", "status.json")
         if operation.get("pid") and operation.get("pid") != os.getpid() and process.matches(operation):
             return "running", _read_json(status_file) or {"status": "training in the background"}
+        elsewhere = self._training_elsewhere()
+        if elsewhere:
+            return "running", elsewhere
         done = _read_json(status_file) or {}
         if done.get("state") == "failed":
             return "failed", done
@@ -106,7 +112,42 @@ class LocalProvider(Provider):
                                          f"`imgcls train --run {self.run.id}` resumes from the last checkpoint"}
 
     def train_here(self) -> tuple[str, dict]:
-        """Train (or resume) in this process, export to ONNX, write the status file."""
+        """Train (or resume) in this process, export to ONNX, write the status file; ("running", …)
+        when another process holds the run's training lock (then the caller waits for that one)."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self._training_lock_path()), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return "running", self._training_elsewhere() or {"status": "training in another imgcls process"}
+        try:
+            self._training_lock_path().with_suffix(".pid").write_text(f"{os.getpid()}\n")
+            return self._train_locked()
+        finally:
+            lock.release()
+
+    def _training_lock_path(self) -> Path:
+        """Held by the one process that trains the run: a second `imgcls train` (another CI job, a second
+        terminal) waits for it instead of training the same checkpoint alongside it."""
+        path = self.run.file("work", ".training.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _training_elsewhere(self) -> dict | None:
+        """The status while another process holds the training lock; None when nobody does."""
+        from filelock import FileLock, Timeout
+
+        path = self._training_lock_path()
+        try:
+            with FileLock(str(path), timeout=0):
+                return None
+        except Timeout:
+            pid = path.with_suffix(".pid").read_text().strip() if path.with_suffix(".pid").exists() else "?"
+            return {"status": f"training in another imgcls process (pid {pid}); waiting for it to finish",
+                    "trainer_pid": pid}
+
+    def _train_locked(self) -> tuple[str, dict]:
         from ...data import manifest as manifest_mod
         from . import export, train
 
@@ -225,7 +266,16 @@ class LocalProvider(Provider):
         self._require_model()
         if getattr(self, "_clf", None) is None:
             self._clf = OnnxClassifier(self.artifact_dir)
-        probs = self._clf.predict_images(images, batch_size=self.config.local.batch_size, tta=self.config.local.tta)
+        try:
+            probs = self._clf.predict_images(images, batch_size=self.config.local.batch_size,
+                                             tta=self.config.local.tta)
+        except DataError as exc:
+            index = exc.details.get("index")
+            if index is None or not 0 <= index < len(names):
+                raise
+            raise DataError(f"{names[index]} {exc.message.removeprefix(f'image #{index} ')}",
+                            hint="leave it out of the inputs, or replace it with a readable JPEG/PNG/WebP/BMP/GIF/TIFF",
+                            path=names[index]) from None
         return [dict(zip(self._clf.labels, map(float, row))) for row in probs]
 
     def _score_http(self, url, images, names):

@@ -69,6 +69,10 @@ class VertexProvider(Provider):
         return CredentialStatus(False, "no Application Default Credentials: run `gcloud auth application-default "
                                        "login` or set GOOGLE_APPLICATION_CREDENTIALS")
 
+    @classmethod
+    def check_settings(cls, config) -> None:
+        settings_mod.resolve(config).check_all()
+
     @functools.cached_property
     def settings(self) -> settings_mod.Settings:
         return settings_mod.resolve(self.config)
