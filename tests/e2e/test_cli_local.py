@@ -151,17 +151,24 @@ def test_no_wait_trains_in_the_background_and_status_sees_it(tmp_path):
     assert out["train"]["extra"]["allocator"] == ALLOCATOR or ALLOCATOR is None  # the worker's own process
 
 
-def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
-    """SIGKILL, not Ctrl-C: no handler runs, so only the checkpoint written after every epoch is left."""
+def start_best_training(tmp_path, name: str, budget_minutes: float, until: str, output=subprocess.PIPE):
+    """`imgcls --json train` of a `best` config on 16 generated images, in the background, returned once
+    `until` (a glob under tmp_path: work/checkpoint.pt…) exists or the process ended: (process, config)."""
     data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
     cfg = tmp_path / "best.yaml"
-    cfg.write_text(f"name: killed\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
-                   "train: {preset: best, budget_minutes: 1}\nevaluate: {report: false}\n")
+    cfg.write_text(f"name: {name}\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
+                   f"train: {{preset: best, budget_minutes: {budget_minutes}}}\nevaluate: {{report: false}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "train", "-c", str(cfg)], cwd=tmp_path,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=ENV, stdout=output, stderr=output, text=True)
     deadline = time.monotonic() + 240
-    while proc.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob("work/checkpoint.pt")):
+    while proc.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob(until)):
         time.sleep(0.1)
+    return proc, cfg
+
+
+def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
+    """SIGKILL, not Ctrl-C: no handler runs, so only the checkpoint written after every epoch is left."""
+    proc, cfg = start_best_training(tmp_path, "killed", 1, "work/checkpoint.pt", output=subprocess.DEVNULL)
     proc.kill()
     assert proc.wait() == -9, "training ended before its first checkpoint"
     (ckpt,) = tmp_path.rglob("work/checkpoint.pt")
@@ -174,15 +181,7 @@ def test_a_killed_best_training_resumes_from_its_checkpoint_with_run(tmp_path):
 
 
 def test_ctrl_c_names_the_run_to_resume(tmp_path):
-    data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
-    cfg = tmp_path / "best.yaml"
-    cfg.write_text(f"name: stopped\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
-                   "train: {preset: best, budget_minutes: 1}\nevaluate: {report: false}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "train", "-c", str(cfg)], cwd=tmp_path,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob("work/checkpoint.pt")):
-        time.sleep(0.1)
+    proc, _ = start_best_training(tmp_path, "stopped", 1, "work/checkpoint.pt")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
@@ -193,15 +192,7 @@ def test_ctrl_c_names_the_run_to_resume(tmp_path):
 
 
 def test_a_second_train_on_the_same_run_waits_for_the_first_instead_of_training_too(tmp_path):
-    data = make_dataset(tmp_path / "data", {"red": 8, "blue": 8}, size=(64, 48))
-    cfg = tmp_path / "best.yaml"
-    cfg.write_text(f"name: twice\ndataset:\n  source: {data}\nsplit: {{validation: 0.25, test: 0.25}}\n"
-                   "train: {preset: best, budget_minutes: 0.3}\nevaluate: {report: false}\n")
-    first = subprocess.Popen([sys.executable, "-m", "imgcls.cli", "--json", "train", "-c", str(cfg)], cwd=tmp_path,
-                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while first.poll() is None and time.monotonic() < deadline and not list(tmp_path.rglob("work/.training.pid")):
-        time.sleep(0.1)
+    first, cfg = start_best_training(tmp_path, "twice", 0.3, "work/.training.pid")
     (holder,) = tmp_path.rglob("work/.training.pid")
     assert first.poll() is None, "the first training ended before the second could start"
     run = holder.parent.parent.name
