@@ -118,6 +118,21 @@ def test_down_after_an_edit_stops_every_live_run_of_the_config(project):
     assert jimgcls("down", "-c", str(cfg), cwd=root)["message"].startswith("nothing live")
 
 
+def test_two_deploys_at_once_leave_one_server(project):
+    root, cfg, _ = project
+    run = jimgcls("train", "-c", str(cfg), cwd=root)["run"]
+    argv = [sys.executable, "-m", "imgcls.cli", "--json", "deploy", "-c", str(cfg), "--detach"]
+    procs = [subprocess.Popen(argv, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [json.loads(p.communicate(timeout=180)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert {o["run"] for o in outs} == {run} and len({o["deployment"]["endpoint"] for o in outs}) == 1
+    assert len([r for r in _servers(root) if r["status"] == "active"]) == 1
+    assert len(_our_processes(root)) == 1                      # one server process serves the run
+    jimgcls("down", "-c", str(cfg), cwd=root)
+    assert not _our_processes(root)
+
+
 def test_down_never_signals_a_process_it_did_not_start(project):
     root, cfg, _ = project
     out = jimgcls("deploy", "-c", str(cfg), "--detach", cwd=root)

@@ -46,7 +46,8 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    from imgcls.errors import DataError
+    with pytest.raises(DataError, match="disk full"):             # named, with the file: not a traceback
         atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temp file left behind
@@ -186,3 +187,40 @@ def test_status_lists_damaged_runs_and_doctor_rebuilds_from_the_backup(tmp_path,
     assert [r["id"] for r in Run(bad.path).ledger["resources"]] == ["pid:1"]
     assert list(bad.path.glob("ledger.json.damaged-*"))              # the damaged file is kept
     assert api.doctor(runs_root=str(root))["message"] == "no damaged ledger found"
+
+
+def test_down_of_a_config_with_a_damaged_run_fails_instead_of_saying_nothing_is_live(tmp_path):
+    from imgcls import api
+    from imgcls.errors import DataError
+    root = tmp_path / ".imgcls" / "runs"
+    (tmp_path / "exp.yaml").write_text("name: exp\ndataset: {source: data}\n")
+    cfg = api.load(tmp_path / "exp.yaml")
+    other = Run.create(root, "exp-big", "local")                    # another config whose name starts the same
+    (other.path / "ledger.json").write_text("")
+    assert api.down(cfg, runs_root=str(root))["message"].startswith("nothing live")
+    bad = Run.create(root, "exp", "local")
+    (bad.path / "ledger.json").write_text('{"run_id": "')           # truncated: its server is unknown
+    with pytest.raises(DataError) as err:
+        api.down(cfg, runs_root=str(root))
+    assert err.value.exit_code == 4 and bad.id in err.value.message and f"doctor --run {bad.id}" in err.value.hint
+
+
+def test_a_ledger_write_the_system_refuses_is_a_data_error_and_keeps_the_old_file(tmp_path):
+    import resource
+    import signal
+    from imgcls.errors import DataError
+    run = Run.create(tmp_path, "exp", "local")
+    run.record("server", "pid:1")
+    before = run.ledger_path.read_text()
+    # A file-size limit refuses the write as a full disk would (a read-only folder does not stop root).
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))
+    try:
+        with pytest.raises(DataError) as err:
+            run.record("server", "pid:2")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert str(run.path) in err.value.message and err.value.exit_code == 4 and "kept" in err.value.message
+    assert run.ledger_path.read_text() == before and not list(run.path.glob(".ledger.json.*.tmp"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import runs as runs_mod
 from ..config import RunConfig
-from ..errors import ImgclsError, ProviderError, UsageError
+from ..errors import DataError, ImgclsError, ProviderError, UsageError
 from ..progress import Progress
 from ..providers.base import StillInUse
 from ..runs import Run
@@ -129,11 +129,13 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
     holds something live (whatever was edited since). Only resources imgcls created are deleted;
     what a run merely used is released, and what another live run still uses is handed on to it."""
     root = _root(cfg, runs_root)
+    unread = []  # runs of this config whose ledger cannot be read: what they hold is unknown
     if run_id:
         targets = [runs_mod.open_run(root, run_id)]
     elif cfg is not None:
         found, damaged = runs_mod.scan(root)
         warn_damaged(damaged, cfg, progress)
+        unread = [d for d in damaged if d.id.startswith(f"{cfg.name}-{cfg.provider}-")]
         targets = [r for r in found if r.name == cfg.name and r.provider == cfg.provider and r.live()]
     else:
         raise UsageError("down needs -c CONFIG or --run RUN_ID", hint="`imgcls runs` lists the runs")
@@ -148,6 +150,12 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
         raise ProviderError(f"{len(failed)} resource(s) could not be deleted: "
                             + "; ".join(f"{f['kind']} {f['id']} (run {f['run']}): {f['error']}" for f in failed),
                             hint="run `imgcls down` again; the ledgers still list them", **result)
+    if unread:  # not "nothing live": a CI clean-up step must not pass while such a run may still serve
+        ids = ", ".join(d.id for d in unread)
+        raise DataError(f"{len(unread)} run(s) of '{cfg.name}' on {cfg.provider} have a damaged ledger, so what "
+                        f"they hold is unknown and was not taken down: {ids}",
+                        hint=f"`imgcls doctor --run {unread[0].id}` rebuilds it; then run `imgcls down` again",
+                        damaged=[d.id for d in unread], **{k: v for k, v in result.items() if k != "message"})
     return result
 
 

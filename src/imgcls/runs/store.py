@@ -12,7 +12,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImgclsError
+from ..errors import DataError, ImgclsError
 
 SCHEMA_VERSION = 2
 LOCK_TIMEOUT = 60.0   # seconds; a writer holds the lock for one read-modify-write, milliseconds
@@ -30,18 +30,29 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     """Write via a temp file in the same folder, fsync, os.replace and fsync the folder: a crash at any
     instant leaves either the old file or the new one, never half of either."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(path, exc) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _unwritable(path: Path, exc: OSError) -> DataError:
+    """A write refused by the system (a read-only folder, a full disk): the old file is still whole."""
+    return DataError(f"cannot write {path}: {exc.strerror or exc} (the previous version is kept)",
+                     hint="make the folder writable, or free disk space, then run the command again")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -26,6 +26,7 @@ from . import process
 from .settings import LocalConfig
 
 BATCH_CHUNK = 256       # images `predict --batch` reads and scores at a time
+DEPLOY_LOCK_SECONDS = 120  # a deploy holds the run's deploy lock until its server answers (60 s at most)
 
 
 class LocalProvider(Provider):
@@ -177,7 +178,26 @@ class LocalProvider(Provider):
 
     # -- deploy -------------------------------------------------------------------------------
     def deploy_model(self, model: TrainResult) -> Deployment:
+        """The run's one server: a live one is reused. Two `deploy --detach` at once (two CI jobs) take
+        turns under the run's deploy lock, so the second finds the first's server instead of starting one."""
+        from filelock import FileLock, Timeout
+
         self._require_model()
+        lock = FileLock(str(self.run.file(".deploy.lock")), timeout=DEPLOY_LOCK_SECONDS)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ProviderError(f"another imgcls deploy of run {self.run.id} held its lock for "
+                                f"{DEPLOY_LOCK_SECONDS} s", hint=f"see `imgcls status --run {self.run.id}`; "
+                                                                 "run deploy again once it is done") from None
+        try:
+            deployed = self._deploy_locked()
+        finally:
+            lock.release()
+        return deployed if isinstance(deployed, Deployment) else deployed()  # a foreground server: not locked
+
+    def _deploy_locked(self):
+        """A Deployment, or for a foreground server the call that serves (made once the lock is let go)."""
         dep = self.config.deploy
         for pending in self.run.pending("server"):   # a kill between starting a server and recording it
             found = self.find(pending)
@@ -195,7 +215,7 @@ class LocalProvider(Provider):
                              hint="pass --port N (or deploy.port in the config), or stop what uses it")
         url = f"http://{dep.host}:{port}"
         if not dep.detach:
-            return self._serve_foreground(dep.host, port, url, dep.limits)
+            return lambda: self._serve_foreground(dep.host, port, url, dep.limits)
         log = self.run.file("serve.log")
         name = f"serve:{port}"
         self.run.intend("server", name, url=url, port=port, log=str(log))
