@@ -208,6 +208,7 @@ def test_down_of_a_config_with_a_damaged_run_fails_instead_of_saying_nothing_is_
 def test_a_ledger_write_the_system_refuses_is_a_data_error_and_keeps_the_old_file(tmp_path):
     import resource
     import signal
+
     from imgcls.errors import DataError
     run = Run.create(tmp_path, "exp", "local")
     run.record("server", "pid:1")
