@@ -177,6 +177,24 @@ def test_down_expired_takes_down_only_expired_endpoints(images, tmp_path, monkey
             proc.wait()
 
 
+def test_down_expired_reads_the_expiry_a_server_carries_when_the_deploy_step_is_lost(images, tmp_path,
+                                                                                     monkeypatch):
+    # A ledger rebuilt from its backup (or a kill between the two writes) has the server without the step.
+    root, procs = tmp_path / ".imgcls" / "runs", []
+    try:
+        run, res = _run(root, images, "rebuilt", None, procs)
+        run.drop_step("deploy")
+        run.update_resource(res["server"], expires_at=clock.stamp(T0 + dt.timedelta(hours=1)))
+        monkeypatch.setenv(clock.NOW_ENV, clock.stamp(T0 + dt.timedelta(hours=2)))
+        code, out, both = _invoke("--json", "down", "--expired")
+        assert code == 0 and [e["run"] for e in json.loads(out)["expired"]] == [run.id], both
+        assert not process.matches(res["server"]) and process.matches(res["process"])
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_local_endpoint_with_a_ttl_records_it_and_stops_itself(images, tmp_path):
     from tests.unit.test_serve import write_artifact
     run = Run.create(tmp_path / ".imgcls" / "runs", "ttl", "local")
@@ -187,12 +205,18 @@ def test_a_local_endpoint_with_a_ttl_records_it_and_stops_itself(images, tmp_pat
     run.set_step("import", {"provider": "local", "id": "m", "images": 1, "labels": ["red"], "extra": {},
                             "complete": True})
     run.set_step("train", {"provider": "local", "model_id": "m", "status": "succeeded"})
-    code, out, both = _invoke("--json", "deploy", "--run", run.id, "--detach", "--ttl", "3s")
+    code, out, both = _invoke("--json", "deploy", "--run", run.id, "--detach", "--ttl", "8s")
     assert code == 0, both
     expires = json.loads(out)["expires_at"]
     (server,) = Run(run.path).resources("server")
     assert server["expires_at"] == expires == Run(run.path).step("deploy")["expires_at"]
     assert "--expires-at" in server["cmdline"]
+    # Deployed again with another ttl, the running server is reused and keeps its own expiry (its timer):
+    # the ledger says so rather than recording a day it will not serve.
+    code, out, both = _invoke("--json", "deploy", "--run", run.id, "--detach", "--ttl", "1d")
+    assert code == 0 and json.loads(out)["expires_at"] == expires and "keeps it" in both, both
+    assert [r["expires_at"] for r in Run(run.path).resources("server")] == [expires]
+    assert Run(run.path).step("deploy")["expires_at"] == expires
     deadline = time.monotonic() + 30
     while process.matches(server) and time.monotonic() < deadline:
         time.sleep(0.2)

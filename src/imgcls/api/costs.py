@@ -136,6 +136,8 @@ def guarded_deploy(run: Run, provider: Provider, model: TrainResult, expires_at=
             exc.details["cleanup"] = outcome
             exc.hint = outcome["message"] + (f"; {exc.hint}" if exc.hint else "")
         raise
+    # The provider may keep an expiry it cannot move (a local server reused, with its own timer).
+    expires_at = provider.expires_at
     stamp = clock.stamp(expires_at) if expires_at is not None else None
     for res in provider.serving_resources():
         run.update_resource(res, expires_at=stamp)
@@ -208,13 +210,18 @@ def _root(runs_root: str | Path | None) -> Path:
 
 
 def _expires(run: Run):
-    stamp = (run.step("deploy") or {}).get("expires_at")
-    if not stamp:
-        return None
-    try:
-        return clock.parse_time(stamp)
-    except ValueError:
-        return None
+    """When the run's endpoint expires: its deploy step's expiry, else the earliest one its live serving
+    resources carry (a ledger rebuilt from its backup, or a kill between the two writes, can have the
+    resources without the step)."""
+    step = (run.step("deploy") or {}).get("expires_at")
+    stamps = [step] if step else [r.get("expires_at") for r in run.live()]
+    times = []
+    for stamp in filter(None, stamps):
+        try:
+            times.append(clock.parse_time(stamp))
+        except ValueError:
+            continue
+    return min(times, default=None)
 
 
 def expiry_view(run: Run) -> dict:

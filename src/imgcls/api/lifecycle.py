@@ -270,6 +270,7 @@ def _deploy(t: Target, timeout: float | None, progress: Progress, ttl: str | Non
     model, provider = _trained(t, progress, timeout)
     expires_at = costs.expiry(t.cfg, ttl)        # counted from the deploy, not from a training before it
     deployment = costs.guarded_deploy(t.run, provider, model, expires_at, keep_on_failure, progress)
+    expires_at = provider.expires_at                # what holds: a reused local server keeps its own
     t.run.set_step("deploy", {**runs_mod.to_jsonable(deployment),
                               "expires_at": clock.stamp(expires_at) if expires_at is not None else None})
     return deployment

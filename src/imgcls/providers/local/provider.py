@@ -208,6 +208,7 @@ class LocalProvider(Provider):
                 self.run.record("server", found.pop("id"), name=pending["name"], **found)
         running = self._live_server()
         if running:
+            self._keep_expiry_of(running)
             return Deployment("local", running["url"], "serving", extra={"pid": running["pid"]})
         port = dep.port or _free_port(dep.host)
         if not _port_free(dep.host, port):
@@ -239,6 +240,20 @@ class LocalProvider(Provider):
                 return Deployment("local", url, "serving", extra={"pid": proc.pid, "log": str(log)})
             time.sleep(0.2)
         raise ProviderError(f"the model server did not answer {url}/health within 60 s", hint=f"see {log}")
+
+    def _keep_expiry_of(self, running: dict) -> None:
+        """A reused server keeps the expiry it was started with (its own timer stops it, `--expires-at`
+        on its command line): this deploy's ttl cannot move it, so say so and record the one that holds."""
+        from ...clock import parse_time, stamp
+        argv = running.get("cmdline") or []
+        started = argv[argv.index("--expires-at") + 1] if "--expires-at" in argv[:-1] else None
+        holds = parse_time(started) if started else None
+        wanted = getattr(self, "expires_at", None)
+        if holds != wanted:
+            now = f"expires at {stamp(holds)}" if holds else "has no expiry"
+            self.progress.warn(f"the server already running for run {self.run.id} {now} and keeps it; "
+                               f"`imgcls down --run {self.run.id}` then deploy again to change it")
+        self.expires_at = holds
 
     def _serve_foreground(self, host: str, port: int, url: str, limits) -> Deployment:
         from . import serve
