@@ -77,6 +77,17 @@ def test_changed_data_start_a_new_run_and_the_new_label_is_predicted(project):
     imgcls("train", "-c", str(cfg), "--run", first, "--allow-data-change", cwd=root, code=0)
 
 
+def test_status_picks_the_run_of_the_data_as_other_commands_do(project):
+    root, cfg, data = project
+    first = jimgcls("train", "-c", str(cfg), cwd=root)["run"]
+    extra = make_image(data / "red" / "extra.jpg", (200, 30, 30), 77)
+    second = jimgcls("train", "-c", str(cfg), cwd=root)["run"]
+    assert second != first and jimgcls("status", "-c", str(cfg), cwd=root)["run"] == second
+    extra.unlink()                                                  # back to the first run's data
+    assert jimgcls("status", "-c", str(cfg), cwd=root)["run"] == first
+    assert jimgcls("train", "-c", str(cfg), cwd=root)["run"] == first
+
+
 def test_a_changed_image_under_a_resumed_run_is_a_data_error(project):
     root, cfg, data = project
     run = jimgcls("dataset-import", "-c", str(cfg), cwd=root)["run"]

@@ -83,8 +83,7 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
     if run_id:
         run = runs_mod.open_run(root, run_id)
     else:
-        run = runs_mod.latest(root, cfg.name, cfg.provider, config_fingerprint(cfg)) \
-            or runs_mod.latest(root, cfg.name, cfg.provider)
+        run = _run_of(cfg, root, progress)
         if run is None:
             raise UsageError(f"no run of '{cfg.name}' on {cfg.provider} in {root} yet",
                              hint="start one with `imgcls run`; `imgcls runs` lists what there is")
@@ -119,6 +118,20 @@ def _ask(look, fallback):
         return look()
     except (ImgclsError, OSError):
         return fallback
+
+
+def _run_of(cfg: RunConfig, root: Path, progress: Progress) -> Run | None:
+    """The run the other commands would pick for `cfg`: the newest of its config and data. The data are
+    read (hashed) only when runs of the config differ in data; with no run of the config, the newest of
+    its name and provider."""
+    fingerprint = config_fingerprint(cfg)
+    same = [r for r in runs_mod.list_runs(root) if r.name == cfg.name and r.provider == cfg.provider
+            and r.ledger.get("config_fingerprint") == fingerprint]
+    if len({r.ledger.get("data_fingerprint") for r in same}) > 1:
+        from .runstate import build_manifest, data_fingerprint
+        data = data_fingerprint(build_manifest(cfg, progress))
+        same = [r for r in same if r.ledger.get("data_fingerprint") in (data, None)] or same
+    return same[0] if same else runs_mod.latest(root, cfg.name, cfg.provider)
 
 
 # -- down -------------------------------------------------------------------------------------
