@@ -225,3 +225,36 @@ def test_a_ledger_write_the_system_refuses_is_a_data_error_and_keeps_the_old_fil
         signal.signal(signal.SIGXFSZ, old_handler)
     assert str(run.path) in err.value.message and err.value.exit_code == 4 and "kept" in err.value.message
     assert run.ledger_path.read_text() == before and not list(run.path.glob(".ledger.json.*.tmp"))
+
+
+def test_a_run_that_lost_both_ledger_files_is_listed_damaged_and_doctor_finds_its_server_again(tmp_path):
+    import subprocess
+    import sys
+
+    from imgcls import api
+    root = tmp_path / ".imgcls" / "runs"
+    run = Run.create(root, "exp-big", "local")                      # a name with a dash: not "exp"
+    (run.path / "config.yaml").write_text("name: exp-big\nprovider: local\ndataset: {source: data}\n")
+    (run.path / "results").mkdir()
+    (run.path / "results" / "train.json").write_text('{"provider": "local", "model_id": "m", "status": "succeeded"}')
+    created = run.ledger["created"]
+    # A stand-in server: a process whose command line is what deploy starts for this run's model.
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "imgcls.providers.local.serve",
+            str(run.file("artifacts", "model")), "--host", "127.0.0.1", "--port", "9"]
+    server = subprocess.Popen(argv)
+    try:
+        run.ledger_path.unlink()
+        (run.path / "ledger.json.bak").unlink(missing_ok=True)
+        found, damaged = scan(root)
+        assert found == [] and [d.id for d in damaged] == [run.id] and "backup are missing" in damaged[0].reason
+        with pytest.raises(LedgerDamaged):
+            open_run(root, run.id)
+        out = api.doctor(run.id, runs_root=str(root))
+        assert out["repaired"][0]["found_again"] == [{"kind": "server", "id": f"pid:{server.pid}", "name": "serve:9"}]
+        rebuilt = Run(run.path)
+        assert rebuilt.name == "exp-big" and rebuilt.step("train")["status"] == "succeeded"
+        assert rebuilt.ledger["created"][:16] == created[:16]      # made then, not now
+        assert [r["id"] for r in rebuilt.live()] == [f"pid:{server.pid}"]
+    finally:
+        server.kill()
+        server.wait()

@@ -3,6 +3,7 @@
 resources on to the runs still using them) and `doctor` (a damaged ledger rebuilt)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .. import runs as runs_mod
@@ -258,23 +259,54 @@ def doctor(run_id: str | None = None, runs_root: str | None = None, progress: Pr
         run = Run(folder)
         run.event(f"doctor: ledger rebuilt from {source} ({d.reason})")
         progress.log(f"run {d.id}: ledger rebuilt from {source}")
-        repaired.append({"run": d.id, "from": source, "was": d.reason, "reconciled": _reconcile(run, progress)})
+        found = _found_again(run, progress) if source.startswith("the run folder") else []
+        repaired.append({"run": d.id, "from": source, "was": d.reason, "found_again": found,
+                         "reconciled": _reconcile(run, progress)})
     return {"repaired": repaired, "message": None if repaired else "no damaged ledger found"}
 
 
+def _found_again(run: Run, progress: Progress) -> list[dict]:
+    """What of the run still lives without a record (its server, its worker), recorded again for `down`."""
+    try:
+        found = _provider(run, None, progress).unrecorded()
+    except ImgclsError:
+        return []
+    for entry in found:
+        entry = dict(entry)
+        run.record(entry.pop("kind"), entry.pop("id"), **entry)
+        progress.log(f"run {run.id}: found {entry.get('name')} still running; recorded it again")
+    return [{"kind": e["kind"], "id": e["id"], "name": e.get("name")} for e in found]
+
+
+RUN_ID = re.compile(r"^(?P<name>.+)-(?P<provider>[a-z0-9_]+)-(?P<day>\d{8})-(?P<time>\d{6})-[0-9a-f]+$")
+
+
 def _rebuilt(folder: Path) -> dict:
+    import datetime as dt
+    import json
+
     import yaml
 
     try:
         cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         cfg = {}
-    name, provider = cfg.get("name") or folder.name.split("-")[0], cfg.get("provider") or "local"
+    parts = RUN_ID.match(folder.name)  # <name>-<provider>-<YYYYMMDD>-<HHMMSS>-<hex>, as Run.create names it
+    name = cfg.get("name") or (parts["name"] if parts else folder.name)
+    provider = cfg.get("provider") or (parts["provider"] if parts else "local")
+    created = now()
+    if parts:  # when the run was made, not now: it must not become the newest run of its config
+        made = dt.datetime.strptime(parts["day"] + parts["time"], "%Y%m%d%H%M%S").astimezone(dt.timezone.utc)  # named in local time
+        created = made.isoformat(timespec="seconds")
     steps = {}
     for step, file in (("train", "train.json"), ("evaluate", "evaluation.json")):
         if (folder / "results" / file).exists():
             steps[step] = {"restored_from": f"results/{file}"}
-    return {"run_id": folder.name, "name": name, "provider": provider, "created": now(), "steps": steps,
+    try:  # the train step as it was written, so the run is "trained" again and is not retrained
+        steps["train"] = {**json.loads((folder / "results" / "train.json").read_text()), **steps.get("train", {})}
+    except (OSError, ValueError):
+        pass
+    return {"run_id": folder.name, "name": name, "provider": provider, "created": created, "steps": steps,
             "resources": [], "operations": [], "events": [{"at": now(), "message": "rebuilt without a backup"}]}
 
 

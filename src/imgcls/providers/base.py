@@ -193,6 +193,12 @@ class Provider(ABC):
         `run.intend` must answer for that kind here."""
         return None
 
+    def unrecorded(self) -> list[dict]:
+        """What of this run still lives though its ledger lost the record (a ledger rebuilt without a
+        backup), found by the names imgcls gave it: entries {"kind", "id", …} for `doctor` to record
+        again, so that `down` can take them down. Default: nothing can be found without a record."""
+        return []
+
     def reconcile(self, kind: str, name: str | None = None) -> dict | None:
         """Before creating a `kind` again (a resumed run): its pending entries (named `name`, if given)
         settled with the service by `find`. Found ones become active and the last is returned; the

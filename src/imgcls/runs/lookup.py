@@ -39,7 +39,11 @@ def scan(runs_dir: Path) -> tuple[list[Run], list[DamagedRun]]:
         return [], []
     found, damaged = [], []
     for p in sorted(runs_dir.iterdir()):
-        if not p.is_dir() or not (p / "ledger.json").exists() and not (p / "ledger.json.bak").exists():
+        if not p.is_dir():
+            continue
+        if not (p / "ledger.json").exists() and not (p / "ledger.json.bak").exists():
+            if (p / "config.yaml").exists():  # a run folder whose ledger and backup are both gone
+                damaged.append(DamagedRun(p.name, p / "ledger.json", "ledger.json and its backup are missing"))
             continue
         try:
             found.append(Run(p))
@@ -79,6 +83,8 @@ def open_run(runs_dir: Path, run_id: str) -> Run:
     if not (path / "ledger.json").exists():
         if (path / "ledger.json.bak").exists():
             raise LedgerDamaged(path / "ledger.json", "the file is missing (ledger.json.bak is there)")
+        if (path / "config.yaml").exists():
+            raise LedgerDamaged(path / "ledger.json", "ledger.json and its backup are missing")
         raise UsageError(f"{path} is not a run folder (it has no ledger.json)",
                          hint="list the runs with `imgcls runs`")
     return Run(path)

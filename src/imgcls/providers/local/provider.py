@@ -391,6 +391,21 @@ class LocalProvider(Provider):
             return None
         return None if found is None else {"id": f"pid:{found['pid']}", **found}
 
+    def unrecorded(self) -> list[dict]:
+        out = []
+        server = process.find("imgcls.providers.local.serve", str(self.artifact_dir))
+        if server is not None:
+            argv = server["cmdline"]
+            host, port = (argv[argv.index(flag) + 1] if flag in argv[:-1] else None for flag in ("--host", "--port"))
+            if port:
+                out.append({"kind": "server", "id": f"pid:{server['pid']}", "name": f"serve:{port}", "port": int(port),
+                            "url": f"http://{host or '127.0.0.1'}:{port}", **server})
+        worker = process.find("imgcls.providers.local.worker", str(self.run.path))
+        if worker is not None:
+            out.append({"kind": "process", "id": f"pid:{worker['pid']}", "name": f"train:{self.run.id}",
+                        "role": "training", **worker})
+        return out
+
     def probe(self, resource: dict) -> str:
         if resource["kind"] == "server":
             return "live" if process.matches(resource) and _healthy(resource["url"]) else "gone"
