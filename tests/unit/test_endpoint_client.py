@@ -21,8 +21,11 @@ pytest.importorskip("uvicorn")
 
 import imgcls.api as api
 from imgcls.errors import DataError
+from imgcls.providers.local.client import EndpointClient
+from imgcls.providers.local.client import batches as _batches
+from imgcls.providers.local.client import json_size as _json_size
 from imgcls.providers.local.preprocess import Preprocessing
-from imgcls.providers.local.provider import LocalProvider, _batches, _json_size
+from imgcls.providers.local.provider import LocalProvider
 from imgcls.runs import Run
 from tests.conftest import make_dataset
 from tests.unit.test_serve import LABELS, colour_model
@@ -159,7 +162,7 @@ def test_deploy_port_0_and_predicting_large_photos_through_the_endpoint(tmp_path
 
 
 def test_an_image_over_the_servers_limit_is_named(tmp_path):
-    provider = LocalProvider.__new__(LocalProvider)
-    provider._limits_of = {"http://x": (2048, 4)}
+    client = EndpointClient("http://x")
+    client._limits = (2048, 4)                     # what GET /health would have said
     with pytest.raises(DataError, match="huge.jpg is 4096 bytes, over the endpoint's limit of 2048"):
-        provider._score_http("http://x", [b"y" * 4096], ["huge.jpg"])
+        client.score([b"y" * 4096], ["huge.jpg"])
