@@ -197,6 +197,7 @@ CASES = [
     Case("gs-source-without-credentials", V, 5, ["gs://bucket/data.csv", "no Google credentials"],
          config="name: t\ndataset: {source: gs://bucket/data.csv}\n"),
 
+    Case("vertex-without-a-bucket", ["train", "-c", "{cfg}", "-p", "vertex"], 3, ["vertex.staging_bucket"]),
     Case("label-only-in-test", V, 4, ["'blue' has no training images", "2 in test"], build=label_only_in_test),
 
     # import files: exit 4 naming the file and the row
@@ -313,6 +314,7 @@ OK_CASES = [
     Case("hidden-folder-skipped", V, 0, ["2 hidden"], build=hidden_folder),
     Case("symlink-loop", V, 0, ["12 images"], build=symlink_loop),
     Case("hidden-label-folder-counted", V, 0, ["2 hidden"], build=hidden_label_folder),
+    Case("fix-before-the-bucket-is-set", V + ["--fix", "-p", "vertex"], 0, ["cleaned manifest"]),
     Case("case-twins-merged-with-fix", V + ["--fix"], 0, ["Cat", "cat", "merged"], build=case_twins),
 ]
 

@@ -41,7 +41,7 @@ def validate(cfg: RunConfig, fix: bool = False, run_id: str | None = None,
               "warnings": len(findings) - len(validate_mod.errors(findings))}
     if fix:
         cleaned, dropped = _clean(df, cls.limits, cfg)
-        run = open_run(cfg, run_id, new=run_id is None, check_data=False).run
+        run = open_run(cfg, run_id, new=run_id is None, check_data=False, offline=True).run
         if run_id is None:   # the run's data is the source as read now, before cleaning
             from .runstate import data_fingerprint
             run.set_fields(data_fingerprint=data_fingerprint(df))

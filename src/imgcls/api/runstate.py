@@ -233,15 +233,16 @@ LAST_OPENED: list[str] = []  # the id of the run this process last opened: what 
 
 
 def open_run(cfg: RunConfig | None, run_id: str | None = None, new: bool = False, check_data: bool = True,
-             allow_data_change: bool = False, progress: Progress = QUIET) -> Target:
-    """`run_id`, else the latest run of this config and data, else a new one (saying why)."""
-    target = _open_run(cfg, run_id, new, check_data, allow_data_change, progress)
+             allow_data_change: bool = False, progress: Progress = QUIET, offline: bool = False) -> Target:
+    """`run_id`, else the latest run of this config and data, else a new one (saying why). `offline`: the
+    run only holds files (validate --fix), so the provider's settings need not be complete yet."""
+    target = _open_run(cfg, run_id, new, check_data, allow_data_change, progress, offline)
     LAST_OPENED[:] = [target.run.id]
     return target
 
 
 def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: bool, allow_data_change: bool,
-              progress: Progress) -> Target:
+              progress: Progress, offline: bool) -> Target:
     """open_run's work.
 
     With `check_data`, a config's dataset is read and compared with the run's: `--run ID` on other
@@ -280,7 +281,8 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
                     and (data_fp is None or run_data_fingerprint(run) in (data_fp, None)):
                 return Target(cfg, run, fresh)
     previous = runs_mod.latest(root, cfg.name, cfg.provider)
-    registry.get(cfg.provider).check_settings(cfg)  # a setting that stops the first step leaves no run behind
+    if not offline:  # a setting that would stop the first step leaves no run behind
+        registry.get(cfg.provider).check_settings(cfg)
     run = Run.create(root, cfg.name, cfg.provider, config_fp, data_fp)
     resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
     import yaml
