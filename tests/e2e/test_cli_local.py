@@ -100,6 +100,20 @@ def test_compare_refuses_different_splits(project, tmp_path):
     imgcls("compare", doc["run"], run2, "--force", cwd=root, check_code=0)
 
 
+def test_a_run_given_twice_to_compare_is_a_usage_error(project):
+    root, _, doc = project
+    proc = imgcls("compare", doc["run"], doc["run"], cwd=root, check_code=2)
+    assert f"run {doc['run']} is given twice" in proc.stderr
+
+
+def test_an_undecodable_input_is_named_by_its_path(project, tmp_path):
+    root, cfg, _ = project
+    good, empty = next((root / "data").rglob("*.jpg")), tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    proc = imgcls("predict", "-c", str(cfg), str(good), str(empty), cwd=root, check_code=4)
+    assert f"{empty} is not a decodable image" in proc.stderr and "image #" not in proc.stderr
+
+
 def test_predict_batch_gives_the_endpoints_predictions_in_input_order(project, tmp_path, monkeypatch):
     """`predict --batch` (in-process, over the exported model) against online `predict` through the run's
     HTTP endpoint: the same labels and scores, input order kept, a repeated image and an import file's

@@ -258,3 +258,11 @@ def test_a_run_that_lost_both_ledger_files_is_listed_damaged_and_doctor_finds_it
     finally:
         server.kill()
         server.wait()
+
+
+def test_json_documents_never_hold_nan_or_infinity():
+    import numpy as np
+
+    from imgcls.runs import to_jsonable
+    doc = to_jsonable({"inf": float("inf"), "nan32": np.float32("nan"), "ninf": np.float64("-inf"), "n": np.int64(3)})
+    assert json.loads(json.dumps(doc, allow_nan=False)) == {"inf": None, "nan32": None, "ninf": None, "n": 3}
