@@ -276,9 +276,7 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
     warn_damaged(damaged, cfg, progress)
     if not new:
         for run in found:
-            if run.name == cfg.name and run.provider == cfg.provider \
-                    and run.ledger.get("config_fingerprint") == config_fp \
-                    and (data_fp is None or run_data_fingerprint(run) in (data_fp, None)):
+            if is_run_of(run, cfg, config_fp, data_fp):
                 return Target(cfg, run, fresh)
     previous = runs_mod.latest(root, cfg.name, cfg.provider)
     if not offline:  # a setting that would stop the first step leaves no run behind
@@ -294,12 +292,22 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
     return Target(cfg, run, fresh)
 
 
-def warn_damaged(damaged: list, cfg: RunConfig, progress: Progress) -> None:
-    """A run of this config whose ledger cannot be read is not silently passed over."""
-    for d in damaged:
-        if d.id.startswith(f"{cfg.name}-{cfg.provider}-"):
-            progress.warn(f"run {d.id} was passed over: its ledger {d.path} is damaged ({d.reason}); "
-                          f"`imgcls doctor --run {d.id}` rebuilds it")
+def is_run_of(run: Run, cfg: RunConfig, config_fp: str, data_fp: str | None = None) -> bool:
+    """`run` was made by this config (name, provider, fingerprint) on this data (when `data_fp` is given;
+    a run that recorded no data is taken as on any)."""
+    return run.name == cfg.name and run.provider == cfg.provider \
+        and run.ledger.get("config_fingerprint") == config_fp \
+        and (data_fp is None or run_data_fingerprint(run) in (data_fp, None))
+
+
+def warn_damaged(damaged: list, cfg: RunConfig, progress: Progress) -> list:
+    """A run of this config whose ledger cannot be read is not silently passed over: each is warned
+    about, and returned."""
+    mine = [d for d in damaged if d.id.startswith(f"{cfg.name}-{cfg.provider}-")]
+    for d in mine:
+        progress.warn(f"run {d.id} was passed over: its ledger {d.path} is damaged ({d.reason}); "
+                      f"`imgcls doctor --run {d.id}` rebuilds it")
+    return mine
 
 
 def _why_new(previous: Run, run: Run, cfg: RunConfig, config_fp: str, fresh: pd.DataFrame | None) -> str:

@@ -3,7 +3,6 @@
 resources on to the runs still using them) and `doctor` (a damaged ledger rebuilt)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .. import runs as runs_mod
@@ -13,7 +12,17 @@ from ..progress import Progress
 from ..providers.base import StillInUse
 from ..runs import Run
 from ..runs.store import LedgerStore, now
-from .runstate import QUIET, config_fingerprint, provider_for, runs_dir, warn_damaged
+from .runstate import (
+    QUIET,
+    build_manifest,
+    config_fingerprint,
+    data_fingerprint,
+    is_run_of,
+    provider_for,
+    run_data_fingerprint,
+    runs_dir,
+    warn_damaged,
+)
 
 
 def _root(cfg: RunConfig | None, runs_root: str | Path | None) -> Path:
@@ -126,12 +135,10 @@ def _run_of(cfg: RunConfig, root: Path, progress: Progress) -> Run | None:
     read (hashed) only when runs of the config differ in data; with no run of the config, the newest of
     its name and provider."""
     fingerprint = config_fingerprint(cfg)
-    same = [r for r in runs_mod.list_runs(root) if r.name == cfg.name and r.provider == cfg.provider
-            and r.ledger.get("config_fingerprint") == fingerprint]
-    if len({r.ledger.get("data_fingerprint") for r in same}) > 1:
-        from .runstate import build_manifest, data_fingerprint
+    same = [r for r in runs_mod.list_runs(root) if is_run_of(r, cfg, fingerprint)]
+    if len({run_data_fingerprint(r) for r in same}) > 1:
         data = data_fingerprint(build_manifest(cfg, progress))
-        same = [r for r in same if r.ledger.get("data_fingerprint") in (data, None)] or same
+        same = [r for r in same if is_run_of(r, cfg, fingerprint, data)] or same
     return same[0] if same else runs_mod.latest(root, cfg.name, cfg.provider)
 
 
@@ -148,8 +155,7 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
         targets = [runs_mod.open_run(root, run_id)]
     elif cfg is not None:
         found, damaged = runs_mod.scan(root)
-        warn_damaged(damaged, cfg, progress)
-        unread = [d for d in damaged if d.id.startswith(f"{cfg.name}-{cfg.provider}-")]
+        unread = warn_damaged(damaged, cfg, progress)
         targets = [r for r in found if r.name == cfg.name and r.provider == cfg.provider and r.live()]
     else:
         raise UsageError("down needs -c CONFIG or --run RUN_ID", hint="`imgcls runs` lists the runs")
@@ -278,11 +284,7 @@ def _found_again(run: Run, progress: Progress) -> list[dict]:
     return [{"kind": e["kind"], "id": e["id"], "name": e.get("name")} for e in found]
 
 
-RUN_ID = re.compile(r"^(?P<name>.+)-(?P<provider>[a-z0-9_]+)-(?P<day>\d{8})-(?P<time>\d{6})-[0-9a-f]+$")
-
-
 def _rebuilt(folder: Path) -> dict:
-    import datetime as dt
     import json
 
     import yaml
@@ -291,13 +293,11 @@ def _rebuilt(folder: Path) -> dict:
         cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         cfg = {}
-    parts = RUN_ID.match(folder.name)  # <name>-<provider>-<YYYYMMDD>-<HHMMSS>-<hex>, as Run.create names it
-    name = cfg.get("name") or (parts["name"] if parts else folder.name)
-    provider = cfg.get("provider") or (parts["provider"] if parts else "local")
-    created = now()
-    if parts:  # when the run was made, not now: it must not become the newest run of its config
-        made = dt.datetime.strptime(parts["day"] + parts["time"], "%Y%m%d%H%M%S").astimezone(dt.timezone.utc)  # named in local time
-        created = made.isoformat(timespec="seconds")
+    parts = runs_mod.id_parts(folder.name)
+    name = cfg.get("name") or (parts[0] if parts else folder.name)
+    provider = cfg.get("provider") or (parts[1] if parts else "local")
+    # when the run was made, not now: it must not become the newest run of its config
+    created = parts[2].isoformat(timespec="seconds") if parts else now()
     steps = {}
     for step, file in (("train", "train.json"), ("evaluate", "evaluation.json")):
         if (folder / "results" / file).exists():

@@ -10,9 +10,9 @@ from .lookup import (
     project_runs_dir,
     scan,
 )
-from .run import LIVE, Run, same_entry
+from .run import LIVE, Run, id_parts, same_entry
 from .store import LedgerDamaged, atomic_write, now, read_ledger, to_jsonable, write_json
 
-__all__ = ["DEFAULT_RUNS_DIR", "LIVE", "DamagedRun", "LedgerDamaged", "Run", "atomic_write", "check_run_id",
+__all__ = ["DEFAULT_RUNS_DIR", "LIVE", "DamagedRun", "LedgerDamaged", "Run", "atomic_write", "check_run_id", "id_parts",
            "latest", "list_runs", "now", "open_run", "project_runs_dir", "read_ledger", "same_entry", "scan",
            "to_jsonable", "write_json"]

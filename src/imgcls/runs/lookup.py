@@ -41,16 +41,16 @@ def scan(runs_dir: Path) -> tuple[list[Run], list[DamagedRun]]:
     for p in sorted(runs_dir.iterdir()):
         if not p.is_dir():
             continue
-        if not (p / "ledger.json").exists() and not (p / "ledger.json.bak").exists():
-            if (p / "config.yaml").exists():  # a run folder whose ledger and backup are both gone
-                damaged.append(DamagedRun(p.name, p / "ledger.json", "ledger.json and its backup are missing"))
+        missing = _missing_ledger(p)
+        if missing:
+            damaged.append(DamagedRun(p.name, p / "ledger.json", missing))
             continue
+        if not (p / "ledger.json").exists():
+            continue  # not a run folder
         try:
             found.append(Run(p))
         except LedgerDamaged as exc:
             damaged.append(DamagedRun(p.name, exc.path, exc.reason))
-        except FileNotFoundError:
-            damaged.append(DamagedRun(p.name, p / "ledger.json", "ledger.json is missing (a backup is there)"))
     found.sort(key=lambda r: (r.ledger.get("created", ""), r.id), reverse=True)
     return found, damaged
 
@@ -67,6 +67,18 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+def _missing_ledger(folder: Path) -> str | None:
+    """Why a run folder has no ledger.json to read (its backup is there, or its config says it is a run
+    folder); None when it has one, or is no run folder at all."""
+    if (folder / "ledger.json").exists():
+        return None
+    if (folder / "ledger.json.bak").exists():
+        return "ledger.json is missing (ledger.json.bak is there)"
+    if (folder / "config.yaml").exists():
+        return "ledger.json and its backup are missing"
+    return None
+
+
 def open_run(runs_dir: Path, run_id: str) -> Run:
     """The run `run_id` in `runs_dir`; an unknown id is a usage error naming the closest runs."""
     check_run_id(run_id)
@@ -80,11 +92,10 @@ def open_run(runs_dir: Path, run_id: str) -> Run:
                          hint=("runs there: " + ", ".join(shown) + (" …" if len(known) > len(shown) else ""))
                          if shown else "there are no runs yet; start one with `imgcls run -c CONFIG`",
                          runs=shown)
+    missing = _missing_ledger(path)
+    if missing:
+        raise LedgerDamaged(path / "ledger.json", missing)
     if not (path / "ledger.json").exists():
-        if (path / "ledger.json.bak").exists():
-            raise LedgerDamaged(path / "ledger.json", "the file is missing (ledger.json.bak is there)")
-        if (path / "config.yaml").exists():
-            raise LedgerDamaged(path / "ledger.json", "ledger.json and its backup are missing")
         raise UsageError(f"{path} is not a run folder (it has no ledger.json)",
                          hint="list the runs with `imgcls runs`")
     return Run(path)

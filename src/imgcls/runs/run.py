@@ -11,6 +11,7 @@ pending entry left by a kill is reconciled with the provider by that name.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,18 @@ from .store import LedgerStore, now, to_jsonable
 
 _RESERVED = {"kind", "id", "provider", "created", "status", "deleted"}
 LIVE = ("active", "pending")        # statuses `down` still has to deal with
+
+
+ID_PARTS = re.compile(r"^(?P<name>.+)-(?P<provider>[a-z0-9_]+)-(?P<stamp>\d{8}-\d{6})-[0-9a-f]+$")
+ID_STAMP = "%Y%m%d-%H%M%S"  # local time, as Run.create names a run
+
+
+def id_parts(run_id: str) -> tuple[str, str, dt.datetime] | None:
+    """(name, provider, creation time) of an id Run.create made; None for any other folder name."""
+    m = ID_PARTS.match(run_id)
+    if m is None:
+        return None
+    return m["name"], m["provider"], dt.datetime.strptime(m["stamp"], ID_STAMP).astimezone(dt.timezone.utc)
 
 
 def same_entry(a: dict, b: dict) -> bool:
@@ -43,7 +56,7 @@ class Run:
     @classmethod
     def create(cls, runs_dir: Path, name: str, provider: str, fingerprint: str | None = None,
                data_fingerprint: str | None = None) -> Run:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = dt.datetime.now().strftime(ID_STAMP)
         run_id = f"{name}-{provider}-{stamp}-{secrets.token_hex(2)}"
         path = Path(runs_dir) / run_id
         path.mkdir(parents=True, exist_ok=False)

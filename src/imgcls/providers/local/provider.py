@@ -115,13 +115,15 @@ class LocalProvider(Provider):
         when another process holds the run's training lock (then the caller waits for that one)."""
         from filelock import FileLock, Timeout
 
-        lock = FileLock(str(self._training_lock_path()), timeout=0)
+        path = self._training_lock_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=0)
         try:
             lock.acquire()
         except Timeout:
             return "running", self._training_elsewhere() or {"status": "training in another imgcls process"}
         try:
-            self._training_lock_path().with_suffix(".pid").write_text(f"{os.getpid()}\n")
+            path.with_suffix(".pid").write_text(f"{os.getpid()}\n")
             return self._train_locked()
         finally:
             lock.release()
@@ -129,15 +131,15 @@ class LocalProvider(Provider):
     def _training_lock_path(self) -> Path:
         """Held by the one process that trains the run: a second `imgcls train` (another CI job, a second
         terminal) waits for it instead of training the same checkpoint alongside it."""
-        path = self.run.file("work", ".training.lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.run.file("work", ".training.lock")
 
     def _training_elsewhere(self) -> dict | None:
         """The status while another process holds the training lock; None when nobody does."""
         from filelock import FileLock, Timeout
 
         path = self._training_lock_path()
+        if not path.exists():  # never trained here: nobody holds it (and status makes no folder)
+            return None
         try:
             with FileLock(str(path), timeout=0):
                 return None
@@ -243,8 +245,7 @@ class LocalProvider(Provider):
         """A reused server keeps the expiry it was started with (its own timer stops it, `--expires-at`
         on its command line): this deploy's ttl cannot move it, so say so and record the one that holds."""
         from ...clock import parse_time, stamp
-        argv = running.get("cmdline") or []
-        started = argv[argv.index("--expires-at") + 1] if "--expires-at" in argv[:-1] else None
+        started = _option(running.get("cmdline") or [], "--expires-at")
         holds = parse_time(started) if started else None
         wanted = getattr(self, "expires_at", None)
         if holds != wanted:
@@ -336,8 +337,7 @@ class LocalProvider(Provider):
         out = []
         server = process.find("imgcls.providers.local.serve", str(self.artifact_dir))
         if server is not None:
-            argv = server["cmdline"]
-            host, port = (argv[argv.index(flag) + 1] if flag in argv[:-1] else None for flag in ("--host", "--port"))
+            host, port = (_option(server["cmdline"], flag) for flag in ("--host", "--port"))
             if port:
                 out.append({"kind": "server", "id": f"pid:{server['pid']}", "name": f"serve:{port}", "port": int(port),
                             "url": f"http://{host or '127.0.0.1'}:{port}", **server})
@@ -363,6 +363,11 @@ class LocalProvider(Provider):
     def _require_model(self) -> None:
         if not self.artifact_dir.joinpath("model.onnx").exists():
             raise UsageError(f"run {self.run.id} has no exported model", hint=f"`imgcls train --run {self.run.id}`")
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    """The value after `flag` in a command line we started (`--port 8080`), or None."""
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
 
 def _read_json(path: Path) -> dict | None:
