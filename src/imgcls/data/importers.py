@@ -146,7 +146,7 @@ def _label_dirs(root: Path, split: str | None) -> list[dict]:
 
 def _looks_like_uri(cell: str) -> bool:
     """An image's URI or path, not a label: a scheme, or a name ending in an image suffix."""
-    return "://" in cell or Path(cell).suffix.lower() in manifest.IMAGE_SUFFIXES
+    return "://" in cell or _looks_like_image(Path(cell))
 
 
 def _looks_like_image(path: Path) -> bool:

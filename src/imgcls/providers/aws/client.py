@@ -51,6 +51,11 @@ def find_credentials(profile: str | None) -> tuple[str | None, str | None, str |
 
 
 @contextlib.contextmanager
+def no_region() -> ConfigError:
+    return ConfigError("no AWS region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION",
+                       hint="e.g. aws.region: us-east-1 (Custom Labels runs in a few regions only)")
+
+
 def calling(call: str, missing_ok: bool = False) -> Iterator[None]:
     """Map what botocore raises during `call` to the error tree."""
     try:
@@ -68,8 +73,7 @@ def calling(call: str, missing_ok: bool = False) -> Iterator[None]:
     except NoCredentialsError:
         raise AuthError(f"no AWS credentials found for {call}", hint=CRED_HINT) from None
     except NoRegionError:
-        raise ConfigError("no AWS region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION",
-                          hint="e.g. aws.region: us-east-1 (Custom Labels runs in a few regions only)") from None
+        raise no_region() from None
     except EndpointConnectionError as exc:
         raise ProviderError(f"AWS {call}: cannot reach {exc.kwargs.get('endpoint_url')}",
                             hint="check the network (or AWS_ENDPOINT_URL)") from None
@@ -98,8 +102,7 @@ class AwsClient:
         with calling("reading the profile"):
             region = boto3.session.Session(profile_name=s.profile, region_name=s.region).region_name
         if not region:
-            raise ConfigError("no AWS region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION",
-                              hint="e.g. aws.region: us-east-1 (Custom Labels runs in a few regions only)")
+            raise no_region()
         return region
 
     # -- S3 ------------------------------------------------------------------------------------

@@ -106,45 +106,50 @@ def _draft(img: Image.Image, size: int) -> None:
         img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
 
 
-STRIP_ROWS = 256  # alpha is flattened this many rows at a time
+STRIP_ROWS = 256  # images needing more than a convert() are converted this many rows at a time
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        return _deep_gray_to_rgb(img)
+        scale = _deep_gray_scale(img)
+
+        def to_8_bits(strip):
+            values = np.nan_to_num(np.asarray(strip, dtype=np.float32)) * scale + 0.5
+            return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+        return _by_strips(img, to_8_bits)
     # Transparent pixels become white rather than whatever colour hides under alpha 0.
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Strip by strip, the same pixels as one alpha_composite of the whole image, but without three
-        # more full-size copies (RGBA copy, white background, composite): 7 bytes a pixel instead of 23,
-        # what bounds the endpoint's memory on a large PNG.
-        w, h = img.size
-        out = Image.new("RGB", img.size)
-        white = Image.new("RGBA", (w, min(STRIP_ROWS, h)), (255, 255, 255, 255))
-        for top in range(0, h, STRIP_ROWS):
-            strip = img.crop((0, top, w, min(top + STRIP_ROWS, h))).convert("RGBA")
+        white = Image.new("RGBA", (img.width, min(STRIP_ROWS, img.height)), (255, 255, 255, 255))
+
+        def onto_white(strip):
             background = white if strip.size == white.size else white.crop((0, 0, *strip.size))
-            out.paste(Image.alpha_composite(background, strip).convert("RGB"), (0, top))
-        return out
+            return Image.alpha_composite(background, strip.convert("RGBA"))
+        return _by_strips(img, onto_white)
     return img.convert("RGB")
 
 
-def _deep_gray_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float grayscale to 8 bits (Pillow's convert clips them: a 16-bit PNG turns white).
-    16-bit modes span 0..65535; a 32-bit integer image is read as 16-bit data when it exceeds 255 (PNG, PGM
-    and TIFF store 16-bit samples so), else as 8-bit; a float image is read as 0..1 when it stays within
-    1, else as 0..255. Strip by strip, like _to_rgb, so a large image costs its own size plus the RGB copy."""
-    if img.mode.startswith("I;16"):
-        scale = 255 / 65535
-    else:
-        high = img.getextrema()[1]
-        scale = (255 / 65535 if high > 255 else 1.0) if img.mode == "I" else (255.0 if high <= 1 else 1.0)
+def _by_strips(img: Image.Image, convert) -> Image.Image:
+    """`img` as RGB, `convert` applied STRIP_ROWS rows at a time: the same pixels as converting the whole
+    image, without its full-size intermediate copies (alpha: an RGBA copy, a white background and the
+    composite, 7 bytes a pixel instead of 23), which is what bounds the endpoint's memory on a large image."""
     w, h = img.size
     out = Image.new("RGB", img.size)
     for top in range(0, h, STRIP_ROWS):
-        rows = np.asarray(img.crop((0, top, w, min(top + STRIP_ROWS, h))), dtype=np.float32)
-        gray = np.clip(np.nan_to_num(rows) * scale + 0.5, 0, 255).astype(np.uint8)
-        out.paste(Image.fromarray(gray, "L").convert("RGB"), (0, top))
+        out.paste(convert(img.crop((0, top, w, min(top + STRIP_ROWS, h)))).convert("RGB"), (0, top))
     return out
+
+
+def _deep_gray_scale(img: Image.Image) -> float:
+    """What maps 16-bit, 32-bit and float grayscale to 8 bits (Pillow's convert clips them: a 16-bit PNG
+    turns white). 16-bit modes span 0..65535; a 32-bit integer image is read as 16-bit data when it
+    exceeds 255 (PNG, PGM and TIFF store 16-bit samples so), else as 8-bit; a float image is read as 0..1
+    when it stays within 1, else as 0..255."""
+    if img.mode.startswith("I;16"):
+        return 255 / 65535
+    high = img.getextrema()[1]
+    if img.mode == "I":
+        return 255 / 65535 if high > 255 else 1.0
+    return 255.0 if high <= 1 else 1.0
 
 
 def resize_shorter(img: Image.Image, shorter: int) -> Image.Image:

@@ -19,8 +19,12 @@ from imgcls.providers.local.app import PREDICT_PATHS, Batcher, create_app
 
 __all__ = ["PREDICT_PATHS", "Batcher", "ModelServer", "make_server", "serve", "main"]
 
-TIMEOUT_ANSWER = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                  b"content-length: %d\r\n\r\n%s")
+def raw_answer(status: int, reason: str, message: str) -> bytes:
+    """A JSON error answer written straight to the socket (the connection is closed after it), in the
+    shape of every other answer: for what the protocol refuses before the app sees a request."""
+    body = json.dumps({"error": message, "code": status}).encode()
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, reason.encode(), len(body), body))
 
 
 class DeadlineProtocol(H11Protocol):
@@ -57,9 +61,7 @@ class DeadlineProtocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """Malformed HTTP (a bad Content-Length, request line, chunk size...): JSON like every other answer."""
         reason = (self._protocol_error or msg)[:200]
-        body = json.dumps({"error": f"malformed HTTP request: {reason}", "code": 400}).encode()
-        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                             b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.transport.write(raw_answer(400, "Bad Request", f"malformed HTTP request: {reason}"))
         self.transport.close()
 
     def connection_lost(self, exc) -> None:
@@ -84,9 +86,8 @@ class DeadlineProtocol(H11Protocol):
             return
         started = cycle is not None and not cycle.response_complete or bool(self.conn.trailing_data[0])
         if started and (cycle is None or cycle.response_complete or not cycle.response_started):
-            body = (b'{"error": "request not received within %g s (deploy.limits.read_timeout)", "code": 408}'
-                    % self.read_timeout)
-            self.transport.write(TIMEOUT_ANSWER % (len(body), body))
+            self.transport.write(raw_answer(408, "Request Timeout", f"request not received within "
+                                            f"{self.read_timeout:g} s (deploy.limits.read_timeout)"))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app, waiting for the body, sees the client gone
             cycle.message_event.set()
