@@ -50,12 +50,12 @@ def find_credentials(profile: str | None) -> tuple[str | None, str | None, str |
     return (creds.method if creds is not None else None), region, None
 
 
-@contextlib.contextmanager
 def no_region() -> ConfigError:
     return ConfigError("no AWS region: set aws.region, or AWS_REGION / AWS_DEFAULT_REGION",
                        hint="e.g. aws.region: us-east-1 (Custom Labels runs in a few regions only)")
 
 
+@contextlib.contextmanager
 def calling(call: str, missing_ok: bool = False) -> Iterator[None]:
     """Map what botocore raises during `call` to the error tree."""
     try:
