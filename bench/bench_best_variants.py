@@ -43,11 +43,19 @@ def logits_of(model, items, prep):
     return evaluate(model, [prep.crop(p) for p, _, _ in items], np.zeros(len(items), np.int64), prep, False)[2]
 
 
-def train_variant(args, train_items, test_items, labels) -> dict:
-    from imgcls.providers.local import finetune
+def test_probabilities(workdir, test_items):
+    """(probabilities on test of the model trained in `workdir`, its preprocessing)."""
     from imgcls.providers.local.export import load_model
     from imgcls.providers.local.model import torch
     from imgcls.providers.local.preprocess import Preprocessing
+
+    model, meta = load_model(workdir)
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    return torch.softmax(logits_of(model, test_items, prep), 1).numpy(), prep
+
+
+def train_variant(args, train_items, test_items, labels) -> dict:
+    from imgcls.providers.local import finetune
     from imgcls.providers.local.train import train
 
     changes = {}
@@ -61,8 +69,7 @@ def train_variant(args, train_items, test_items, labels) -> dict:
     info = train(train_items, [], labels, multilabel=False, preset="best", budget_minutes=args.budget_minutes,
                  workdir=workdir, cache_dir=args.scratch / "cache", seed=args.seed)
     seconds = time.monotonic() - began
-    model, meta = load_model(workdir)
-    probs = torch.softmax(logits_of(model, test_items, Preprocessing.from_dict(meta["preprocessing"])), 1).numpy()
+    probs = test_probabilities(workdir, test_items)[0]
     members = info.get("members") or [{}]
     return {"changes": changes, "seed": args.seed, "train_seconds": round(seconds, 1), "epochs": info.get("epochs"),
             "best_epoch": members[0].get("best_epoch"), "best_val_accuracy": members[0].get("best_val_accuracy"),
@@ -95,17 +102,11 @@ def geometry_variants(args, train_items, test_items, labels) -> dict:
 
 def ensemble(args, train_items, test_items, labels) -> dict:
     """Each workdir's model alone, then the mean of their probabilities; and the test images all miss."""
-    from imgcls.providers.local.export import load_model
-    from imgcls.providers.local.model import torch
-    from imgcls.providers.local.preprocess import Preprocessing
-
     truth = [it[2][0] for it in test_items]
     y = np.array([labels.index(t) for t in truth])
     alone, probs = {}, []
     for workdir in args.workdirs:
-        model, meta = load_model(workdir)
-        probs.append(torch.softmax(logits_of(model, test_items, Preprocessing.from_dict(meta["preprocessing"])),
-                                   1).numpy())
+        probs.append(test_probabilities(workdir, test_items)[0])
         alone[workdir.name] = quality(probs[-1], truth, labels)
         print(workdir.name, json.dumps(alone[workdir.name]), file=sys.stderr)
     wrong = np.array([p.argmax(1) != y for p in probs])
@@ -119,9 +120,6 @@ def ensemble(args, train_items, test_items, labels) -> dict:
 def probe(args, train_items, test_items, labels) -> dict:
     """The `quick` preset (a linear head on frozen features) with another backbone, scored on test."""
     from imgcls.providers.local import train as engine
-    from imgcls.providers.local.export import load_model
-    from imgcls.providers.local.model import torch
-    from imgcls.providers.local.preprocess import Preprocessing
 
     engine.QUICK["backbone"] = args.backbone
     workdir = args.scratch / f"probe-{args.backbone}"
@@ -129,9 +127,7 @@ def probe(args, train_items, test_items, labels) -> dict:
     engine.train(train_items, [], labels, multilabel=False, preset="quick", budget_minutes=args.budget_minutes,
                  workdir=workdir, cache_dir=args.scratch / "cache")
     seconds = time.monotonic() - began
-    model, meta = load_model(workdir)
-    prep = Preprocessing.from_dict(meta["preprocessing"])
-    probs = torch.softmax(logits_of(model, test_items, prep), 1).numpy()
+    probs, prep = test_probabilities(workdir, test_items)
     return {"backbone": args.backbone, "input_size": prep.size, "train_seconds": round(seconds, 1),
             "test": quality(probs, [it[2][0] for it in test_items], labels)}
 

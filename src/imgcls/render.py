@@ -108,8 +108,8 @@ def render_down(result: dict) -> None:
     if result.get("message"):
         click.echo(result["message"])
         return
-    verb = "would delete" if result["dry_run"] else "deleted"
-    for d in result["deleted"]:
+    for d in result["deleted"]:  # what the provider said it did: deleted, archived, cancelled, gone
+        verb = "would delete" if result["dry_run"] else d.get("status") or "deleted"
         click.echo(f"{verb:<13} {d['kind']:<12} {d.get('id')}  (run {d['run']})")
     for k in result["kept"]:
         click.echo(f"{'kept':<13} {k['kind']:<12} {k.get('id')}  (run {k['run']}: {k['reason']})")

@@ -82,7 +82,10 @@ def test_compare_two_runs_on_the_same_split(project):
     root, cfg, doc = project
     second = json.loads(imgcls("--json", "run", "-c", str(cfg), "--set", "local.tta=true", cwd=root,
                                check_code=0).stdout)
-    imgcls("down", "-c", str(cfg), "--run", second["run"], cwd=root, check_code=0)
+    down = imgcls("down", "-c", str(cfg), "--run", second["run"], cwd=root, check_code=0)
+    said = [line.split()[1:3] for line in down.stdout.splitlines() if line.startswith("deleted ")]
+    assert said, down.stdout  # each deleted resource said once: what happens on stderr, the outcome on stdout
+    assert all(" ".join(["deleting", *r]) in down.stderr for r in said) and "deleted" not in down.stderr
     proc = imgcls("compare", doc["run"], second["run"], "--html", str(root / "cmp.html"), cwd=root, check_code=0)
     assert doc["run"] in proc.stdout and "McNemar p" in proc.stdout and "bootstrap CI" in proc.stdout
     assert (root / "cmp.html").read_text().count("<tr>") == 3

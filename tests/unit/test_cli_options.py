@@ -80,3 +80,26 @@ def test_usage_error_under_json_is_one_document():
     result = CliRunner().invoke(main, ["--json", "validate", "--bogus"])
     doc = json.loads(result.stdout)
     assert result.exit_code == 2 and doc["exit_code"] == 2 and "--bogus" in doc["message"]
+
+
+def test_report_follows_the_config_wherever_it_is_given(tmp_path):
+    """`imgcls -c b.yaml report` is b's report, not the newest run's: the run every command picks for b."""
+    import imgcls.api as api
+    from tests.conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {"red": 4, "blue": 4}, size=(32, 32))
+    configs, reports = {}, {}
+    for name in ("a", "b", "c"):  # c is the newest run; a has no report
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(f"name: {name}\ndataset:\n  source: {data}\nruns_dir: {tmp_path / 'runs'}\n")
+        run = api.open_run(api.load(configs[name])).run
+        reports[name] = run.file("report", "report.html")
+        if name != "a":
+            reports[name].parent.mkdir(parents=True, exist_ok=True)
+            reports[name].write_text(f"<p>{name}</p>")
+    for args in (["-c", str(configs["b"]), "--json", "report"], ["--json", "report", "-c", str(configs["b"])]):
+        assert show(*args)["report"] == str(reports["b"])
+    assert show("--json", "report", "--runs-dir", str(tmp_path / "runs"))["report"] == str(reports["c"])
+    result = CliRunner().invoke(main, ["-c", str(configs["a"]), "report"])  # a's run has none: never c's
+    assert result.exit_code == 2 and "no report yet for run " + reports["a"].parent.parent.name in result.stderr, \
+        result.output

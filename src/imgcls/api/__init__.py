@@ -9,7 +9,7 @@ own copy is used), from any folder under the project.
 """
 from __future__ import annotations
 
-from ..comparison import compare, report_path
+from ..comparison import compare
 from ..providers import registry
 from .adopt import adopt
 from .costs import bills, check_caps, down_expired, plan
@@ -36,7 +36,7 @@ from .runstate import (
     runs_dir,
     source_config,
 )
-from .state import doctor, down, runs, status
+from .state import doctor, down, report_path, runs, status
 
 
 def providers(cfg=None) -> list[dict]:

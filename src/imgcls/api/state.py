@@ -122,6 +122,20 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
     return out
 
 
+def report_path(run_id: str | None = None, runs_root: str | Path | None = None, cfg: RunConfig | None = None,
+                progress: Progress = QUIET) -> Path:
+    """The HTML report of `run_id`; else of the run every command picks for `cfg`; else of the newest
+    evaluated run."""
+    from ..comparison import report_path as path_of
+    if run_id is None and cfg is not None:
+        run = _run_of(cfg, _root(cfg, runs_root), progress)
+        if run is None:
+            raise UsageError(f"no run of '{cfg.name}' on {cfg.provider} yet, so no report",
+                             hint="`imgcls evaluate` makes one")
+        run_id = run.id
+    return path_of(run_id, _root(cfg, runs_root) if cfg is not None else runs_root)
+
+
 def _ask(look, fallback):
     """A read-only look at the service; its failure is shown as unknown, not raised (status reports)."""
     try:
@@ -183,7 +197,6 @@ def _down_one(run: Run, cfg: RunConfig | None, keep: tuple[str, ...], dry_run: b
               progress: Progress) -> dict:
     provider = _provider(run, cfg, progress)
     out = {"run": run.id, "deleted": [], "kept": [], "abandoned": [], "failed": []}
-    verb = "would delete" if dry_run else "deleted"
     for res in reversed(run.live()):
         entry = {**res, "run": run.id}
         if res["kind"] in keep:
@@ -215,6 +228,7 @@ def _down_one(run: Run, cfg: RunConfig | None, keep: tuple[str, ...], dry_run: b
         if dry_run:
             out["deleted"].append(entry)
             continue
+        progress.log(f"deleting {res['kind']} {res.get('id')} (run {run.id})")  # a cloud delete can take minutes
         try:
             note = provider.delete(res)   # None, or a status such as "archived", "cancelled", "gone"
         except StillInUse as exc:
@@ -225,7 +239,6 @@ def _down_one(run: Run, cfg: RunConfig | None, keep: tuple[str, ...], dry_run: b
             continue
         run.mark_deleted(res, note or "deleted")
         out["deleted"].append({**entry, "status": note or "deleted"})
-        progress.log(f"{note or verb} {res['kind']} {res.get('id')} (run {run.id})")
     if not dry_run:
         if run.step("deploy") and not any(k["kind"] in keep for k in out["kept"]):
             run.drop_step("deploy")

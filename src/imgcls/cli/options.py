@@ -77,7 +77,7 @@ _CONFIG = [
 def shared_options(fn=None, *, config: bool = True):
     """The one decorator for the shared options: the group and every command take them, anywhere.
 
-    config=False leaves out -c/-p/--set/--run, for commands that read no config (compare, report…).
+    config=False leaves out -c/-p/--set/--run, for commands that read no config (compare, runs…).
     """
     def decorate(f):
         for option in reversed(_OUTPUT + (_CONFIG if config else [])):

@@ -108,15 +108,20 @@ def compare(state: State, runs, runs_dir, force, html_out):
 
 
 @click.command()
-@shared_options(config=False)
-@click.argument("run_id", required=False)
+@shared_options
+@click.argument("run", metavar="[RUN_ID]", required=False)
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Where runs live (default: the project's).")
 @click.option("--open", "open_it", is_flag=True, help="Open it in the browser, when there is one.")
 @click.pass_obj
-def report(state: State, run_id, runs_dir, open_it):
-    """Print the path of a run's HTML report (the latest evaluated run by default)."""
+def report(state: State, run, runs_dir, open_it):
+    """Print the path of a run's HTML report: RUN_ID's, else the config's run (-c), else the latest
+    evaluated run's."""
     from .. import api
-    path = api.report_path(run_id or state.run_id, runs_dir)
+    from ..errors import UsageError
+    if run and state.run_id and run != state.run_id:
+        raise UsageError(f"two runs given: {run} and --run {state.run_id}", hint="give one")
+    cfg = load(state, config_path=state.config_given) if state.config_given else None
+    path = api.report_path(run or state.run_id, runs_dir, cfg, progress=state.progress)
     opened = False
     if open_it:
         import webbrowser
