@@ -7,7 +7,9 @@ import io
 import json
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -259,14 +261,79 @@ def test_health_advertises_the_limits(server):
     assert limits["max_body_bytes"] == MAX_BODY and limits["max_images"] >= 1 and limits["max_pixels"] > 0
 
 
-def test_pixel_limit_is_read_from_the_header(artifact):
-    srv = make_server(artifact, max_pixels=10_000)
+@contextmanager
+def running(artifact, **options):
+    """A server of its own (options as make_server's), serving in a thread until the block ends."""
+    srv = make_server(artifact, **options)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
-        assert request(srv, "POST", "/predict", {"instances": [{"content": jpeg("red", (100, 100))}]})[0] == 200
-        status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("red", (101, 100))}]})
-        assert status == 413 and "10100 pixels" in answer["error"] and "deploy.limits.max_pixels" in answer["error"]
+        yield srv
     finally:
         srv.shutdown()
         thread.join(timeout=5)
+
+
+def test_pixel_limit_is_read_from_the_header(artifact):
+    with running(artifact, max_pixels=10_000) as srv:
+        assert request(srv, "POST", "/predict", {"instances": [{"content": jpeg("red", (100, 100))}]})[0] == 200
+        status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("red", (101, 100))}]})
+        assert status == 413 and "10100 pixels" in answer["error"] and "deploy.limits.max_pixels" in answer["error"]
+
+
+def stalled_bodies(srv, n: int, sent: int, length: int) -> list[socket.socket]:
+    """`n` connections that declare a JSON body of `length` bytes, send `sent` of them and stall."""
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(srv.server_address[:2], timeout=10)
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % length + b" " * sent)
+        socks.append(sock)
+    return socks
+
+
+def test_slow_bodies_hold_no_prediction_slot(artifact):
+    """Twice max_concurrent clients trickling their bodies: the others are still answered at once."""
+    with running(artifact, max_concurrent=2, read_timeout=60) as srv:
+        socks = stalled_bodies(srv, 4, 10, 1000)
+        try:
+            time.sleep(0.3)
+            started = time.monotonic()
+            status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("green")}]})
+            assert status == 200 and answer["predictions"][0]["displayNames"][0] == "green"
+            assert time.monotonic() - started < 5
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_bodies_in_memory_have_a_budget(artifact):
+    """Bodies arriving count their bytes: past max_concurrent x max_body_bytes, 503 with Retry-After."""
+    with running(artifact, max_concurrent=2, max_body_bytes=4096, read_timeout=60) as srv:
+        socks = stalled_bodies(srv, 2, 4000, 4096)  # 8000 of the 8192 bytes the two may hold
+        try:
+            deadline, status = time.monotonic() + 5, None
+            while status != 503 and time.monotonic() < deadline:  # until the server has read what they sent
+                status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("green")}]})
+            assert status == 503 and "bytes of request bodies in memory" in answer["error"], answer
+        finally:
+            for sock in socks:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while status != 200 and time.monotonic() < deadline:  # their bytes are given back
+            status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("green")}]})
+        assert status == 200
+
+
+def test_requests_being_answered_hold_their_slots(artifact):
+    """max_concurrent counts requests whose body is in: one waiting in the batcher keeps a second out (503)."""
+    with running(artifact, max_concurrent=1, batch_wait_ms=3000) as srv:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(request, srv, "POST", "/predict", {"instances": [{"content": jpeg("red")}]})
+            deadline = time.monotonic() + 5
+            while request(srv, "GET", "/health")[1]["in_flight"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            status, answer = request(srv, "POST", "/predict", {"instances": [{"content": jpeg("blue")}]})
+            assert status == 503 and "max_concurrent" in answer["error"], answer
+            assert first.result()[0] == 200
+        assert request(srv, "GET", "/health")[1]["in_flight"] == 0

@@ -93,7 +93,10 @@ class Model:
         self.parser = ThreadPoolExecutor(1, thread_name_prefix="imgcls-parse")
         # Decoding is Pillow C code that releases the GIL: a thread per core, within the decode budget.
         self.decoder = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="imgcls-decode")
+        # Prediction slots are taken once a body is in; the bodies' bytes (arriving or being answered) have
+        # a budget of their own, so a slow client holds only what it sent, never a slot.
         self.in_flight = 0
+        self.held, self.held_budget = 0, limits.max_concurrent * limits.max_body_bytes
         self._closed = False
 
     def close(self) -> None:
@@ -106,7 +109,13 @@ class Model:
 
     def health(self) -> dict:
         limits = self.limits.model_dump(include={"max_body_bytes", "max_images", "max_pixels", "max_concurrent"})
-        return {"status": "ok", "labels": self.classifier.labels, "model": self.classifier.info, "limits": limits}
+        return {"status": "ok", "labels": self.classifier.labels, "model": self.classifier.info, "limits": limits,
+                "in_flight": self.in_flight}
+
+    def check_slot(self, refusal=Refused) -> None:
+        if self.in_flight >= self.limits.max_concurrent:
+            raise refusal(503, f"busy: {self.in_flight} requests in progress (deploy.limits.max_concurrent); "
+                               f"retry after {RETRY_AFTER_SECONDS} s", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     def read(self, raw: bytes, kind: str) -> tuple[str, list[bytes], list[int], bodies.VertexParameters | None]:
         """(answer shape, image bytes, decode costs, Vertex parameters) of a body; Refused when it is wrong."""
@@ -194,18 +203,25 @@ def _check_length(request: Request, limit: int) -> None:
                           f"(deploy.limits.max_body_bytes)")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks, size = [], 0
+async def _read_body(request: Request, model: Model, held: list[int]) -> bytes:
+    """The whole body, its bytes counted in `model.held` (and in held[0], for the caller to give back) as
+    they arrive: 503 when the bodies in memory would pass their budget, whatever the slots say."""
+    limit, chunks = model.limits.max_body_bytes, []
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":  # gone, or cut off by the read deadline: nobody reads this
             raise Refused(408, "the client went away before sending the whole body")
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        more = message.get("more_body", False)
-        if size > limit:
-            raise (Unread if more else Refused)(
-                413, f"request body is over the limit of {limit} bytes (deploy.limits.max_body_bytes)")
+        chunk, more = message.get("body", b""), message.get("more_body", False)
+        refusal = Unread if more else Refused
+        if held[0] + len(chunk) > limit:
+            raise refusal(413, f"request body is over the limit of {limit} bytes (deploy.limits.max_body_bytes)")
+        if model.held + len(chunk) > model.held_budget:
+            raise refusal(503, f"busy: {model.held} bytes of request bodies in memory, the most the endpoint holds "
+                               f"(deploy.limits.max_concurrent x max_body_bytes); retry after {RETRY_AFTER_SECONDS} s",
+                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        chunks.append(chunk)
+        held[0] += len(chunk)
+        model.held += len(chunk)
         if not more:
             return b"".join(chunks)
 
@@ -258,16 +274,16 @@ async def predict(request: Request) -> JSONResponse:
     try:
         kind = _body_kind(request)
         _check_length(request, model.limits.max_body_bytes)
-        if model.in_flight >= model.limits.max_concurrent:
-            raise Unread(503, f"busy: {model.in_flight} requests in progress (deploy.limits.max_concurrent); "
-                              f"retry after {RETRY_AFTER_SECONDS} s", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        model.check_slot(Unread)  # none free now: say so before the client sends its body
     except Refused as exc:
         return await _refusal(request, exc)
-    # A slot is held from the body's first byte (its memory counts) to the answer; read_timeout bounds
-    # how long a slow client can keep one.
-    model.in_flight += 1
+    # The body's bytes count from the first (model.held); a slot is taken once it is all in, so a slow
+    # client keeps no slot from the others (read_timeout cuts it off), as a buffering proxy in front would.
+    held, slot = [0], False
     try:
-        raw = await _read_body(request, model.limits.max_body_bytes)
+        raw = await _read_body(request, model, held)
+        model.check_slot()
+        model.in_flight, slot = model.in_flight + 1, True
         loop = asyncio.get_running_loop()
         kind, images, costs, params = await loop.run_in_executor(model.parser, model.read, raw, kind)
         del raw
@@ -276,7 +292,8 @@ async def predict(request: Request) -> JSONResponse:
     except Refused as exc:
         return await _refusal(request, exc)
     finally:
-        model.in_flight -= 1
+        model.held -= held[0]
+        model.in_flight -= slot
 
 
 async def _refusal(request: Request, exc: Refused) -> JSONResponse:
@@ -331,7 +348,9 @@ PREDICT_DOC = """One body, three shapes: the answer has the request's shape.
 * `application/octet-stream` or `image/*`: the image file itself (Custom Vision) → `ImagePrediction`
 
 Limits (see `GET /health`): 413 over `max_body_bytes`, `max_images` or `max_pixels`; 503 with `Retry-After`
-over `max_concurrent`; 408 when a request is not received within `read_timeout`."""
+when `max_concurrent` requests are being answered, or when the bodies in memory (arriving or being answered)
+would pass `max_concurrent` × `max_body_bytes`; 408 when a request is not received within `read_timeout`.
+A slot is taken once a body is all in: a slow client holds none."""
 
 REQUEST_DOC = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/VertexRequest"},

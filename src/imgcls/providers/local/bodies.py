@@ -131,6 +131,7 @@ class Health(BaseModel):
     labels: list[str]
     model: dict
     limits: dict = Field(description="deploy.limits of this server; clients size their requests by them.")
+    in_flight: int = Field(0, description="Prediction requests being answered now (at most limits.max_concurrent).")
 
 
 def render(kind: str, labels: list[str], probs: list[np.ndarray], params: VertexParameters | None):
