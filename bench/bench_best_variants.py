@@ -10,7 +10,7 @@ bench_local.py scores the presets; merges one entry per variant into bench/resul
     python bench/bench_best_variants.py geometry WORKDIR 224/256 256/292 288/320
     # trained workdirs scored alone and as one ensemble (probabilities averaged), with the test images
     # that every one of them gets wrong: how far more fine-tunings of this backbone could go
-    python bench/bench_best_variants.py ensemble WORKDIR WORKDIR ...
+    python bench/bench_best_variants.py ensemble [--flip] WORKDIR WORKDIR ...
     # a linear probe (the `quick` preset) on another backbone's frozen features
     python bench/bench_best_variants.py probe lite1
 
@@ -36,14 +36,20 @@ from bench_local import ROOT, folder_items, quality
 from imgcls.runs.store import write_json
 
 
-def logits_of(model, items, prep):
-    """The model's logits on the center crops of `items`, as the fine-tuning validates."""
+def logits_of(model, items, prep, flip: bool = False):
+    """The model's logits on the center crops of `items`, as the fine-tuning validates; with `flip`, the
+    mean of the crops' and their mirror images' logits (test-time flips)."""
     from imgcls.providers.local.finetune import evaluate
 
-    return evaluate(model, [prep.crop(p) for p, _, _ in items], np.zeros(len(items), np.int64), prep, False)[2]
+    crops = [prep.crop(p) for p, _, _ in items]
+    logits = evaluate(model, crops, np.zeros(len(items), np.int64), prep, False)[2]
+    if flip:
+        mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        logits = (logits + evaluate(model, mirrored, np.zeros(len(items), np.int64), prep, False)[2]) / 2
+    return logits
 
 
-def test_probabilities(workdir, test_items):
+def test_probabilities(workdir, test_items, flip: bool = False):
     """(probabilities on test of the model trained in `workdir`, its preprocessing)."""
     from imgcls.providers.local.export import load_model
     from imgcls.providers.local.model import torch
@@ -51,7 +57,7 @@ def test_probabilities(workdir, test_items):
 
     model, meta = load_model(workdir)
     prep = Preprocessing.from_dict(meta["preprocessing"])
-    return torch.softmax(logits_of(model, test_items, prep), 1).numpy(), prep
+    return torch.softmax(logits_of(model, test_items, prep, flip), 1).numpy(), prep
 
 
 def train_variant(args, train_items, test_items, labels) -> dict:
@@ -106,13 +112,13 @@ def ensemble(args, train_items, test_items, labels) -> dict:
     y = np.array([labels.index(t) for t in truth])
     alone, probs = {}, []
     for workdir in args.workdirs:
-        probs.append(test_probabilities(workdir, test_items)[0])
+        probs.append(test_probabilities(workdir, test_items, args.flip)[0])
         alone[workdir.name] = quality(probs[-1], truth, labels)
         print(workdir.name, json.dumps(alone[workdir.name]), file=sys.stderr)
     wrong = np.array([p.argmax(1) != y for p in probs])
     missed = [{"image": str(Path(test_items[i][0]).relative_to(args.data)),
                "predicted": sorted({labels[p[i].argmax()] for p in probs})} for i in np.flatnonzero(wrong.all(0))]
-    return {"workdirs": [str(w) for w in args.workdirs], "alone": alone,
+    return {"workdirs": [str(w) for w in args.workdirs], "test_time_flips": args.flip, "alone": alone,
             "mean_of_probabilities": quality(np.mean(probs, 0), truth, labels),
             "missed_by_every_model": missed, "missed_by_any_model": int(wrong.any(0).sum())}
 
@@ -148,6 +154,7 @@ def main() -> None:
     geo.add_argument("geometries", nargs="+")
     ens = sub.add_parser("ensemble", help="score trained workdirs alone and averaged: WORKDIR WORKDIR ...")
     ens.add_argument("workdirs", type=Path, nargs="+")
+    ens.add_argument("--flip", action="store_true", help="score each model with test-time flips")
     pro = sub.add_parser("probe", help="a linear probe (quick) on another backbone: lite0, lite1 or lite2")
     pro.add_argument("backbone")
     args = parser.parse_args()
@@ -159,7 +166,7 @@ def main() -> None:
     elif args.mode == "geometry":
         name, result = f"geometry:{args.workdir.name}", geometry_variants(args, train_items, test_items, labels)
     elif args.mode == "ensemble":
-        name = f"ensemble:{'+'.join(w.name for w in args.workdirs)}"
+        name = f"ensemble{'-flip' if args.flip else ''}:{'+'.join(w.name for w in args.workdirs)}"
         result = ensemble(args, train_items, test_items, labels)
     else:
         name, result = f"probe:{args.backbone}", probe(args, train_items, test_items, labels)
