@@ -97,6 +97,12 @@ def test_a_run_id_is_a_name_not_a_path(tmp_path, bad):
     ('{"run_id": "r"}', "'name' is missing"),
     ('{"run_id": "r", "name": "n", "provider": "local", "created": "x", "steps": {}, "resources": {}, '
      '"operations": [], "events": []}', "'resources' should be a list"),
+    ('{"run_id": "r", "name": "n", "provider": "local", "created": "x", "steps": {"train": "succeeded"}, '
+     '"resources": [], "operations": [], "events": []}', "the step 'train' should be an object"),  # valid JSON
+    ('{"run_id": "r", "name": "n", "provider": "local", "created": "x", "steps": {}, "resources": '
+     '[{"kind": "server", "status": null}], "operations": [], "events": []}', "resources[0] is not a resource"),
+    ('{"run_id": "r", "name": "n", "provider": "local", "created": "x", "steps": {}, "resources": [], '
+     '"operations": ["train"], "events": []}', "operations[0] is not an operation"),
     ('{"run_id": "r", "na', "not valid JSON"),     # truncated
     ("", "the file is empty"),
 ])
@@ -266,3 +272,44 @@ def test_json_documents_never_hold_nan_or_infinity():
     from imgcls.runs import to_jsonable
     doc = to_jsonable({"inf": float("inf"), "nan32": np.float32("nan"), "ninf": np.float64("-inf"), "n": np.int64(3)})
     assert json.loads(json.dumps(doc, allow_nan=False)) == {"inf": None, "nan32": None, "ninf": None, "n": 3}
+
+
+def test_down_refuses_a_kind_to_keep_that_no_run_holds(tmp_path):
+    """`--keep sever` (a typo) must not take the server down: refused before anything is deleted."""
+    import imgcls.api as api
+
+    run = Run.create(tmp_path, "exp", "local")
+    run.record("server", "http://127.0.0.1:9", pid=2**22 + 1)
+    with pytest.raises(UsageError, match=r"--keep sever: no run here holds .* \(they hold: server\); nothing was"):
+        api.down(None, run_id=run.id, keep=("sever",), runs_root=tmp_path)
+    assert [r["kind"] for r in open_run(tmp_path, run.id).live()] == ["server"]
+    kept = api.down(None, run_id=run.id, keep="server", runs_root=tmp_path, dry_run=True)  # a str is one kind
+    assert [k["kind"] for k in kept["kept"]] == ["server"] and not kept["deleted"]
+    assert api.down(None, run_id=run.id, keep=("model",), runs_root=tmp_path, dry_run=True)["deleted"]  # shorthand
+
+
+def test_down_stops_a_local_server_whose_run_lost_its_config(tmp_path):
+    """A local ledger entry locates its process: no saved config is needed to take it down. A cloud run
+    without one is refused (its config says where to look), unless a config of its provider is given."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    import imgcls.api as api
+    from imgcls.errors import ConfigError
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = Run.create(tmp_path, "exp", "local")  # no config.yaml: as if deleted after deploy
+        run.record("server", f"pid:{proc.pid}", pid=proc.pid, started_at=psutil.Process(proc.pid).create_time(),
+                   cmdline=psutil.Process(proc.pid).cmdline())
+        out = api.down(None, run_id=run.id, runs_root=tmp_path)
+        assert [d["kind"] for d in out["deleted"]] == ["server"] and proc.wait(timeout=10) is not None
+    finally:
+        proc.kill()
+    cloud = Run.create(tmp_path, "exp", "vertex")
+    cloud.record("endpoint", "projects/p/locations/l/endpoints/1")
+    with pytest.raises(ConfigError, match="no readable config"):
+        api.down(None, run_id=cloud.id, runs_root=tmp_path)
+    assert cloud.id in [r.id for r in list_runs(tmp_path) if r.live()]

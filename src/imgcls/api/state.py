@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import runs as runs_mod
 from ..config import RunConfig
-from ..errors import DataError, ImgclsError, ProviderError, UsageError
+from ..errors import ConfigError, DataError, ImgclsError, ProviderError, UsageError
 from ..progress import Progress
 from ..providers.base import StillInUse
 from ..runs import Run
@@ -31,8 +31,18 @@ def _root(cfg: RunConfig | None, runs_root: str | Path | None) -> Path:
 
 def config_for(run: Run, cfg: RunConfig | None) -> RunConfig:
     """The config a run's resources were made with (its own copy), with the secrets that copy never
-    holds taken from the config the user gave now."""
-    saved = run.config()
+    holds taken from the config the user gave now. When that copy is gone or unreadable: the config given
+    now (of the run's provider), else, for a provider whose ledger entries locate its resources, a bare one."""
+    try:
+        saved = run.config()
+    except ConfigError:
+        if cfg is not None and cfg.provider == run.provider:
+            return cfg
+        from ..providers import registry
+        if not registry.provider_class(run.provider).ledger_locates:
+            raise
+        return RunConfig.model_validate({"name": run.name, "provider": run.provider, "from_run": run.id,
+                                         "dataset": {"source": str(run.path)}})
     if cfg is None or cfg.provider != saved.provider:
         return saved
     mine, theirs = getattr(saved, saved.provider, None), getattr(cfg, cfg.provider, None)
@@ -173,6 +183,8 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
         targets = [r for r in found if r.name == cfg.name and r.provider == cfg.provider and r.live()]
     else:
         raise UsageError("down needs -c CONFIG or --run RUN_ID", hint="`imgcls runs` lists the runs")
+    keep = (keep,) if isinstance(keep, str) else tuple(keep)
+    _check_keep(keep, targets)
     done = [_down_one(run, cfg, keep, dry_run, root, progress) for run in targets]
     result = {"run": done[0]["run"] if done else None, "runs": done, "dry_run": dry_run,
               **{k: [e for d in done for e in d[k]] for k in ("deleted", "kept", "abandoned", "failed")}}
@@ -191,6 +203,20 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
                         hint=f"`imgcls doctor --run {unread[0].id}` rebuilds it; then run `imgcls down` again",
                         damaged=[d.id for d in unread], **{k: v for k, v in result.items() if k != "message"})
     return result
+
+
+# The kinds `down`'s --keep-project/--keep-model/--keep-dataset stand for: kept quietly when no run holds one.
+KEEP_SHORTHANDS = frozenset({"project", "image", "model", "dataset", "data", "blob", "object"})
+
+
+def _check_keep(keep: tuple[str, ...], targets: list[Run]) -> None:
+    """A kind to keep that no run holds is a typo until shown otherwise: refused before anything is deleted
+    (`--keep sever` must not take the server down)."""
+    held = sorted({r["kind"] for run in targets for r in run.live()})
+    unknown = [k for k in keep if k not in held and k not in KEEP_SHORTHANDS]
+    if unknown and held:
+        raise UsageError(f"--keep {', '.join(unknown)}: no run here holds a resource of that kind (they hold: "
+                         f"{', '.join(held)}); nothing was deleted", hint="give --keep one of the kinds they hold")
 
 
 def _down_one(run: Run, cfg: RunConfig | None, keep: tuple[str, ...], dry_run: bool, root: Path,

@@ -134,6 +134,10 @@ class Provider(ABC):
     # Kinds a run may create and other runs then use (a compute cluster): `down` hands such a resource
     # on to a run that still lists it as live instead of deleting it under that run
     shared_kinds: ClassVar[tuple[str, ...]] = ()
+    # True: a ledger entry alone locates the resource (a pid, a path), so `down` and `status` work on a run
+    # whose saved config is gone; False: the config says where to look (a project, a region, a workspace),
+    # and looking in the wrong place would take a live resource for gone
+    ledger_locates: ClassVar[bool] = False
     # The pydantic model of the provider's own config section, named after the provider (`vertex:`); the
     # core config accepts the section only through it. Its module must not import the SDK.
     settings_model: ClassVar[type[BaseModel] | None] = None

@@ -107,8 +107,14 @@ def check_ledger(data: Any, path: Path) -> dict:
         if not isinstance(data[key], kind):
             raise LedgerDamaged(path, f"'{key}' should be a {kind.__name__}, found {type(data[key]).__name__}")
     for i, entry in enumerate(data["resources"]):
-        if not isinstance(entry, dict) or "kind" not in entry or "status" not in entry:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("kind", "status")):
             raise LedgerDamaged(path, f"resources[{i}] is not a resource entry")
+    for i, entry in enumerate(data["operations"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+            raise LedgerDamaged(path, f"operations[{i}] is not an operation entry")
+    for name, step in data["steps"].items():
+        if not isinstance(step, dict):
+            raise LedgerDamaged(path, f"the step '{name}' should be an object, found {type(step).__name__}")
     data.setdefault("schema_version", 1)
     return data
 

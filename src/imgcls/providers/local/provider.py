@@ -38,6 +38,7 @@ class LocalProvider(Provider):
     poll_interval = 1.0
     trains_on_local_files = True
     serving_kinds = ("server",)
+    ledger_locates = True
     planner = "imgcls.providers.local.plan"
 
     @classmethod
