@@ -335,3 +335,18 @@ def test_settings_aws_would_refuse_fail_before_any_call(fake, data, override, wo
     with pytest.raises(ConfigError, match=words):
         api.import_dataset(load(data, override, *extra))
     assert fake.calls == []
+
+
+def test_one_not_found_answer_does_not_make_a_model_gone(fake, data):
+    """A single ResourceNotFoundException from DescribeProjectVersions while training is waited for, and again
+    while `down` stops the started model, is looked at again: training finishes with one model version, and
+    `down` deletes it instead of marking it gone and leaving it billed."""
+    cfg = load(data)
+    fake.fail("DescribeProjectVersions", "ResourceNotFoundException", times=1)
+    run, _ = api.train(cfg)
+    assert len(fake.state.versions) == 1
+    api.deploy(cfg, run.id)
+    fake.fail("DescribeProjectVersions", "ResourceNotFoundException", times=1)
+    api.down(cfg, run.id)
+    assert fake.state.versions == {}
+    assert harness_aws.leftovers(fake, run, [NAMED]) == []

@@ -185,7 +185,10 @@ class AwsClient:
                 found = self.rek.describe_project_versions(ProjectArn=project_arn, VersionNames=[name])
         except Missing:                               # the project itself is gone
             return None
-        return next(iter(found.get("ProjectVersionDescriptions", [])), None)
+        if not isinstance(found.get("ProjectVersionDescriptions"), list):  # a garbled answer is not "none"
+            raise ProviderError(f"DescribeProjectVersions {name}: the answer holds no ProjectVersionDescriptions",
+                                hint="a proxy or the service answered oddly; try again")
+        return next(iter(found["ProjectVersionDescriptions"]), None)
 
     def start(self, arn: str, min_units: int, max_units: int | None) -> str:
         kwargs = {"MaxInferenceUnits": max_units} if max_units else {}

@@ -9,6 +9,7 @@ call cut short is found again (`find`), and when to wait. client.py is the only 
 from __future__ import annotations
 
 import functools
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from . import settings as settings_mod
 MB = 1024 * 1024
 TRAINED = {"TRAINING_COMPLETED", "STARTING", "RUNNING", "FAILED", "STOPPING", "STOPPED", "DELETING"}
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+GONE_CONFIRMATIONS = 3   # "no such model version" answers in a row before it counts as gone
 STOP_WAIT = 600.0         # seconds `down` waits for a model to stop before deleting it
 
 
@@ -195,7 +197,7 @@ class AwsProvider(Provider):
             tries = len([r for r in self.run.ledger["resources"] if r["kind"] == "model"])
             name, resumed = (self.run.id if tries == 0 else f"{self.run.id}-{tries + 1}"), False
         self.run.intend("model", name, project=project)
-        found = self.client.version(project, name) if resumed else None    # a create cut short, then resumed
+        found = self._version(project, name) if resumed else None    # a create cut short, then resumed
         arn = found["ProjectVersionArn"] if found else self.client.create_version(project, name, s.bucket,
                                                                                   s.key("output"))
         self.run.record("model", arn, name=name, project=project)
@@ -203,7 +205,7 @@ class AwsProvider(Provider):
         return self.run.record_operation("train", arn, project=project, version=name)
 
     def poll_training(self, operation: dict) -> tuple[str, dict]:
-        v = self.client.version(operation["project"], operation["version"])
+        v = self._version(operation["project"], operation["version"])
         if v is None:
             return "failed", {"status": "gone", "error": f"the model version {operation['version']} is gone"}
         status = v["Status"]
@@ -225,8 +227,20 @@ class AwsProvider(Provider):
                                                                                      f"{self.run.id}` first")
         return res
 
+    def _version(self, project: str, name: str) -> dict | None:
+        """The model version, or None once the service has said "no such version" GONE_CONFIRMATIONS times
+        in a row, seconds apart: one such answer (a version just created, not yet listed; the project's
+        eventual consistency) must not make a training look gone, start a duplicate, or let `down` forget
+        a started model."""
+        for attempt in range(GONE_CONFIRMATIONS):
+            found = self.client.version(project, name)
+            if found is not None or attempt == GONE_CONFIRMATIONS - 1:
+                return found
+            time.sleep(min(self.poll_interval, 5.0))
+        return None
+
     def _status(self, res: dict) -> str:
-        v = self.client.version(res["project"], res["name"])
+        v = self._version(res["project"], res["name"])
         return v["Status"] if v else "GONE"
 
     def deploy_model(self, model: TrainResult) -> Deployment:
@@ -298,7 +312,7 @@ class AwsProvider(Provider):
             d = next((d for d in (p or {}).get("Datasets", []) if d.get("DatasetType") == entry.get("type")), None)
             return {"id": d["DatasetArn"], "type": entry.get("type")} if d else None
         if kind == "model":
-            v = c.version(entry["project"], name)
+            v = self._version(entry["project"], name)
             return {"id": v["ProjectVersionArn"], "project": entry["project"]} if v else None
         return None
 
@@ -314,7 +328,7 @@ class AwsProvider(Provider):
         elif kind == "dataset":
             live = c.dataset(rid) is not None
         elif kind == "model":
-            live = c.version(resource["project"], resource["name"]) is not None
+            live = self._version(resource["project"], resource["name"]) is not None
         else:
             return "unknown"
         return "live" if live else "gone"
