@@ -217,3 +217,30 @@ def test_kill_matrix_resume_and_down_leave_nothing(project, point):
     assert not _our_processes(root), [p.cmdline() for p in _our_processes(root)]
     assert Run(run.path).live() == []
     shutil.rmtree(runs_dir)
+
+
+DOWN_FROM_ANOTHER_THREAD = """
+import sys, threading, time
+import imgcls.api as api
+cfg = api.load(sys.argv[1])
+run, _ = api.train(cfg)
+done = []
+serving = threading.Thread(target=lambda: done.append(api.deploy(cfg, run.id)[1]), daemon=True)
+serving.start()
+while not run.resources("server") and serving.is_alive():
+    time.sleep(0.1)
+out = api.down(cfg, run.id)
+serving.join(timeout=30)
+print("deleted", [d["kind"] for d in out["deleted"]], "deploy returned", done[0].status, "alive", serving.is_alive())
+"""
+
+
+def test_down_from_another_thread_stops_a_foreground_server_not_the_caller(project):
+    """A notebook serves in a thread (deploy in the foreground) and calls down: the ledger's pid is its own,
+    and down used to SIGTERM it; now the server stops and the caller goes on."""
+    root, cfg, _ = project
+    proc = subprocess.run([sys.executable, "-c", DOWN_FROM_ANOTHER_THREAD, str(cfg)], cwd=root, capture_output=True,
+                          text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "deleted ['server'] deploy returned stopped alive False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert not _our_processes(root)

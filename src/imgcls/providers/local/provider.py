@@ -320,6 +320,9 @@ class LocalProvider(Provider):
 
     # -- teardown and export ------------------------------------------------------------------
     def delete(self, resource: dict) -> str | None:
+        if resource["kind"] == "server" and resource.get("pid") == os.getpid():  # served by this very process
+            from .serve import stop_in_process
+            return None if stop_in_process(resource["port"]) else "gone"
         if resource["kind"] in ("server", "process"):
             return None if process.stop(resource) else "gone"
         return None

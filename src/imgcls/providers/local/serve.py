@@ -160,6 +160,20 @@ def make_server(artifact_dir: Path, host: str = "127.0.0.1", port: int = 0, max_
     return ModelServer((host, port), create_app(Path(artifact_dir), limits, max_batch, batch_wait_ms), limits)
 
 
+# The servers this process serves in the foreground, by port: `down` from another thread of the same
+# process (a notebook) stops one here; signalling the pid in the ledger would end the caller itself.
+IN_PROCESS: dict[int, ModelServer] = {}
+
+
+def stop_in_process(port: int) -> bool:
+    """Shut down the server this process serves on `port`; False when there is none."""
+    server = IN_PROCESS.pop(int(port), None)
+    if server is None:
+        return False
+    server.shutdown()
+    return True
+
+
 def serve(artifact_dir: Path, host: str = "127.0.0.1", port: int = 8080, expires_at=None, **options) -> None:
     """Serve in the foreground until Ctrl-C, SIGTERM or `expires_at` (an aware datetime: deploy.ttl)."""
     from imgcls import clock
@@ -185,10 +199,13 @@ def serve(artifact_dir: Path, host: str = "127.0.0.1", port: int = 8080, expires
         # again: here, as a KeyboardInterrupt the caller already handles.
         signal.signal(signal.SIGTERM, stop)
     print(f"serving {artifact_dir} on {server.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    IN_PROCESS[server.server_address[1]] = server
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        IN_PROCESS.pop(server.server_address[1], None)
 
 
 def main(argv: list[str] | None = None) -> None:
