@@ -226,3 +226,18 @@ def test_init_writes_a_valid_config(tmp_path):
     imgcls("init", "starter.yaml", "--source", "imgs/", cwd=tmp_path, check_code=0)
     imgcls("config", "show", "-c", "starter.yaml", cwd=tmp_path, check_code=0)
     imgcls("init", "starter.yaml", cwd=tmp_path, check_code=2)  # no overwrite without --force
+
+
+def test_a_config_of_another_task_is_refused_with_run_and_train_settings_are_said_not_to_apply(project, tmp_path):
+    """--run with a multilabel config on a multiclass run used to score its softmax model as multilabel and
+    overwrite its evaluation; other train settings on a trained run silently did nothing."""
+    root, cfg, doc = project
+    evaluation = next((root / ".imgcls" / "runs" / doc["run"]).rglob("evaluation.json"))
+    before = evaluation.read_bytes()
+    other = tmp_path / "other.yaml"
+    other.write_text(cfg.read_text() + "task: multilabel\n")
+    proc = imgcls("evaluate", "-c", str(other), "--run", doc["run"], cwd=root, check_code=2)
+    assert f"run {doc['run']} is a multiclass run; this config says task: multilabel" in proc.stderr
+    assert evaluation.read_bytes() == before
+    proc = imgcls("evaluate", "-c", str(cfg), "--run", doc["run"], "--set", "train.preset=best", cwd=root, check_code=0)
+    assert f"run {doc['run']} is trained already; this config's train.preset do not apply" in proc.stderr

@@ -15,7 +15,7 @@ import pandas as pd
 from .. import runs as runs_mod
 from ..config import RunConfig, load_config, resolve_path
 from ..data import importers, manifest, sources, split
-from ..errors import DataError, UsageError
+from ..errors import ConfigError, DataError, UsageError
 from ..progress import Progress
 from ..providers import registry
 from ..providers.base import Provider
@@ -226,7 +226,31 @@ def address(cfg: RunConfig | None, run_id: str | None) -> tuple[RunConfig, Run]:
             return cfg.model_copy(update={"provider": run.provider}), run
         raise UsageError(f"run {run.id} belongs to provider '{run.provider}', not '{cfg.provider}'",
                          hint=f"pass --provider {run.provider}, or start a new run without --run")
+    saved = _saved_config(run)
+    if saved is not None and saved.task != cfg.task and not run.ledger.get("adopted"):
+        # its model and its scores are of the run's task: scoring them as another would overwrite them with nonsense
+        raise UsageError(f"run {run.id} is a {saved.task} run; this config says task: {cfg.task}",
+                         hint="drop --run to start a run of this config, or give --run alone (the run's own config)")
     return cfg, run
+
+
+def _saved_config(run: Run) -> RunConfig | None:
+    try:
+        return run.config()
+    except ConfigError:
+        return None
+
+
+def _warn_train_settings(cfg: RunConfig, run: Run, progress: Progress) -> None:
+    """A trained run keeps its model: train settings of the config given now do not change it."""
+    saved = _saved_config(run)
+    if saved is None or (run.step("train") or {}).get("status") != "succeeded":
+        return
+    differ = sorted(k for k, v in cfg.train.model_dump().items()
+                    if k != "max_cost_usd" and saved.train.model_dump().get(k) != v)  # a cap makes no other model
+    if differ:
+        progress.warn(f"run {run.id} is trained already; this config's train.{', train.'.join(differ)} "
+                      f"do not apply to its model (drop --run to train a new run with them)")
 
 
 LAST_OPENED: list[str] = []  # the id of the run this process last opened: what an interrupted command names
@@ -250,6 +274,8 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
     if run_id:
         given = cfg
         cfg, run = address(cfg, run_id)
+        if given is not None and given.from_run != run.id:
+            _warn_train_settings(cfg, run, progress)
         imported = (run.step("import") or {}).get("complete")
         if given is None or given.from_run == run.id or not check_data or not imported:
             return Target(cfg, run)   # an import that did not finish reads the source again
