@@ -2,6 +2,7 @@
 `down` after an edit, processes that are not ours, and SIGKILL at each step of `imgcls run`."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -244,3 +245,34 @@ def test_down_from_another_thread_stops_a_foreground_server_not_the_caller(proje
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "deleted ['server'] deploy returned stopped alive False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert not _our_processes(root)
+
+
+TRAIN_FROM_TWO_THREADS = """
+import sys, threading
+import imgcls.api as api
+cfgs = [api.load(path) for path in sys.argv[1:]]
+got = {}
+def train(i, cfg):
+    try:
+        got[i] = api.train(cfg)[0].id
+    except BaseException as exc:
+        got[i] = f"{type(exc).__name__}: {exc}"
+threads = [threading.Thread(target=train, args=(i, c)) for i, c in enumerate(cfgs)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(sorted(got.values()))
+"""
+
+
+def test_two_threads_training_one_config_share_one_run_and_both_succeed(project):
+    """Two threads of one process training at once: one run per config and data (both used to make a run),
+    and torch's exporter taken in turns (one thread failed with torch's AssertionError)."""
+    root, cfg, _ = project
+    other = root / "other.yaml"
+    other.write_text(cfg.read_text().replace("name: rs", "name: rs2"))
+    proc = subprocess.run([sys.executable, "-c", TRAIN_FROM_TWO_THREADS, str(cfg), str(cfg), str(other)], cwd=root,
+                          capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ids = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
+    assert all("-local-" in i and ":" not in i for i in ids), ids
+    assert len(set(ids)) == 2 and sorted(r.name for r in list_runs(root / ".imgcls" / "runs")) == ["rs", "rs2"]

@@ -134,3 +134,12 @@ def test_providers_lists_all_with_credentials_state():
     assert rows["local"]["credentials"]["found"] is True
     assert rows["customvision"]["limits"]["min_images_per_label"] == 5
     assert "retire" in rows["customvision"]["capabilities"]["notice"]
+
+
+def test_a_runs_dir_that_is_a_file_is_a_config_error(tmp_path):
+    data = make_dataset(tmp_path / "data", {"a": 3, "b": 3}, size=(32, 32))
+    (tmp_path / "runsfile").write_text("")
+    cfg = write_config(tmp_path / "c.yaml", data, extra="runs_dir: runsfile\n")
+    for command in ("train", "validate --fix"):
+        proc = imgcls(*command.split(), "-c", str(cfg), cwd=tmp_path)
+        assert proc.returncode == 3 and "the runs folder" in proc.stderr and "is a file" in proc.stderr, proc.stderr

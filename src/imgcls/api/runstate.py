@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,24 +299,44 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
     fresh = build_manifest(cfg, progress) if check_data else None
     data_fp = data_fingerprint(fresh) if fresh is not None else None
     config_fp = config_fingerprint(cfg)
-    found, damaged = runs_mod.scan(root)
-    warn_damaged(damaged, cfg, progress)
-    if not new:
-        for run in found:
-            if is_run_of(run, cfg, config_fp, data_fp):
-                return Target(cfg, run, fresh)
-    previous = runs_mod.latest(root, cfg.name, cfg.provider)
-    if not offline:  # a setting that would stop the first step leaves no run behind
-        registry.get(cfg.provider).check_settings(cfg)
-    run = Run.create(root, cfg.name, cfg.provider, config_fp, data_fp)
-    resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
-    import yaml
-    runs_mod.atomic_write(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False))
+    with _choosing(root):  # two commands (or threads) starting on one config and data find one run
+        found, damaged = runs_mod.scan(root)
+        warn_damaged(damaged, cfg, progress)
+        if not new:
+            for run in found:
+                if is_run_of(run, cfg, config_fp, data_fp):
+                    return Target(cfg, run, fresh)
+        previous = runs_mod.latest(root, cfg.name, cfg.provider)
+        if not offline:  # a setting that would stop the first step leaves no run behind
+            registry.get(cfg.provider).check_settings(cfg)
+        run = Run.create(root, cfg.name, cfg.provider, config_fp, data_fp)
+        resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
+        import yaml
+        runs_mod.atomic_write(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False))
     if previous is not None and not new:
         reason = _why_new(previous, run, cfg, config_fp, fresh)
         run.set_fields(started_because=reason)
         progress.warn(reason)
     return Target(cfg, run, fresh)
+
+
+@contextmanager
+def _choosing(root: Path):
+    """The project's lock on choosing a run or making one (held for milliseconds)."""
+    from filelock import FileLock, Timeout
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"the runs folder {root} is a file", hint="set runs_dir to a folder (default: .imgcls/runs)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(root / ".choosing.lock"), timeout=60)
+        lock.acquire()
+    except (OSError, Timeout) as exc:
+        raise DataError(f"cannot lock the runs folder {root} ({type(exc).__name__}: {exc})",
+                        hint="check that it is a writable folder; another imgcls may hold the lock") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_run_of(run: Run, cfg: RunConfig, config_fp: str, data_fp: str | None = None) -> bool:

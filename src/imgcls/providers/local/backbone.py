@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,19 @@ def load_backbone(name: str):
 
 
 
+# The TorchScript exporter keeps global state: two threads exporting at once fail inside torch.
+EXPORT_LOCK = threading.RLock()
+
+
+def onnx_export(model, args: tuple, path, **options) -> None:
+    """torch.onnx.export with the TorchScript exporter, one export at a time in this process. It warns that
+    it is legacy; the dynamo exporter needs onnxscript, which the local extra does not install."""
+    torch = importlib.import_module("torch")
+    with EXPORT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(path), dynamo=False, **options)
+
+
 def feature_extractor(name: str, cache_dir):
     """A callable (N, 3, S, S) float32 array -> (N, D) features of the pretrained backbone, run by
     onnxruntime: on 2 cores it extracts 2.5x the images per second of torch's eager mode (57 vs 22 at
@@ -84,16 +98,15 @@ def feature_extractor(name: str, cache_dir):
                 return model(torch.from_numpy(x).contiguous(memory_format=torch.channels_last)).numpy()
         return run_torch
     path = Path(cache_dir) / f"{name}-features.onnx"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        size = BACKBONES[name][3]
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        with warnings.catch_warnings():  # the TorchScript exporter calls itself legacy; see export.py
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(tmp), input_names=["input"],
-                              output_names=["features"], dynamic_axes={"input": {0: "n"}, "features": {0: "n"}},
-                              opset_version=17, dynamo=False)
-        os.replace(tmp, path)
+    with EXPORT_LOCK:  # a second thread finds the graph the first exported
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = BACKBONES[name][3]
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            onnx_export(model, (torch.zeros(1, 3, size, size),), tmp, input_names=["input"],
+                        output_names=["features"], dynamic_axes={"input": {0: "n"}, "features": {0: "n"}},
+                        opset_version=17)
+            os.replace(tmp, path)
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the decoders their cores
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from imgcls.errors import MissingDependency, ProviderError, UsageError
-from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone
+from imgcls.providers.local.backbone import FEATURE_DIM, build_features, load_backbone, onnx_export
 from imgcls.providers.local.model import Classifier, Head, torch
 from imgcls.providers.local.preprocess import Preprocessing, normalize
 from imgcls.runs import atomic_write
@@ -65,13 +64,8 @@ def export_onnx(workdir: Path, artifact_dir: Path, labels, multilabel: bool, int
     net = Probabilities(model, multilabel).eval()
     sample = torch.randn(3, 3, prep.size, prep.size, generator=torch.Generator().manual_seed(0))
     tmp = artifact_dir / f".model.{os.getpid()}.onnx"
-    with warnings.catch_warnings():
-        # The TorchScript exporter (dynamo=False) warns that it is legacy; the dynamo one needs
-        # onnxscript, which the local extra does not install.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (sample,), str(tmp), input_names=["input"], output_names=["probabilities"],
-                          dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+    onnx_export(net, (sample,), tmp, input_names=["input"], output_names=["probabilities"],
+                dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=OPSET)
     try:
         _check_agreement(net, tmp, sample)
     except BaseException:
