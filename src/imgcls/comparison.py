@@ -6,13 +6,15 @@ from pathlib import Path
 import numpy as np
 
 from . import runs as runs_mod
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, strings
 from .runs import Run
 
 
 def compare(run_ids: list[str], runs_root: str | Path | None = None, force: bool = False) -> dict:
     """Compare evaluated runs (any providers) on their shared test images: table, deltas, CI, McNemar."""
     import json as jsonlib
+
+    run_ids = strings(run_ids, "run_ids")
 
     from .metrics import classification
     from .metrics import compare as compare_mod

@@ -67,3 +67,17 @@ class MissingDependency(UsageError):
 
 
 EXIT_INTERRUPTED = 130
+
+
+def strings(value, what: str) -> list[str]:
+    """A Python caller's list-of-str argument as a list: one str is a list of one (never of its letters);
+    anything else than str in it is a UsageError naming `what`."""
+    items = [value] if isinstance(value, str) else value
+    try:
+        items = list(items)
+    except TypeError:
+        raise UsageError(f"{what} must be a list of str, not {type(value).__name__}") from None
+    wrong = [i for i in items if not isinstance(i, str)]
+    if wrong:
+        raise UsageError(f"{what} must be a list of str; it holds a {type(wrong[0]).__name__} ({wrong[0]!r:.60})")
+    return items

@@ -276,3 +276,20 @@ def test_two_threads_training_one_config_share_one_run_and_both_succeed(project)
     ids = ast.literal_eval(proc.stdout.strip().splitlines()[-1])
     assert all("-local-" in i and ":" not in i for i in ids), ids
     assert len(set(ids)) == 2 and sorted(r.name for r in list_runs(root / ".imgcls" / "runs")) == ["rs", "rs2"]
+
+
+def test_predict_scores_offline_when_the_server_died_and_endpoint_says_so(project):
+    """A deployed run whose server is gone (killed, a reboot): predict scores with the exported model and
+    says so; predict --endpoint, which asked for the server, is a provider error (exit 6)."""
+    root, cfg, data = project
+    jimgcls("deploy", "-c", str(cfg), "--detach", cwd=root)
+    (server,) = _our_processes(root)
+    server.kill()
+    server.wait(timeout=10)
+    image = str(next((data / "red").iterdir()))
+    proc = imgcls("--json", "predict", "-c", str(cfg), image, cwd=root)
+    assert json.loads(proc.stdout)["predictions"][0]["labels"][0] == "red"
+    assert "server is not running: scoring with its exported model here" in proc.stderr
+    proc = imgcls("predict", "-c", str(cfg), "--endpoint", image, cwd=root, code=6)
+    assert "the run's model server is not running" in proc.stderr
+    jimgcls("down", "-c", str(cfg), cwd=root)

@@ -5,9 +5,14 @@
     result = imgcls.run(cfg)
 
 A function that takes a config also takes `run_id`; with a run id, the config may be None (the run's
-own copy is used), from any folder under the project.
+own copy is used), from any folder under the project. Where a RunConfig goes, a config file's path does
+too (as -c takes it).
 """
 from __future__ import annotations
+
+import functools
+import inspect
+import os
 
 from ..comparison import compare
 from ..providers import registry
@@ -77,3 +82,30 @@ __all__ = [
     "train",
     "validate",
 ]
+
+
+def _config_or_path(fn):
+    """`fn` with its first argument, `cfg`, also taken as a config file's path (loaded as `load` does)."""
+    from ..config import RunConfig
+    from ..errors import UsageError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        args, given = list(args), args[0] if args else kwargs.get("cfg")
+        if isinstance(given, (str, os.PathLike)):
+            given = load(given)
+        elif given is not None and not isinstance(given, RunConfig):
+            raise UsageError(f"{fn.__name__}() takes a RunConfig (imgcls.api.load), a config file's path or None "
+                             f"as cfg, not {type(given).__name__}")
+        if args:
+            args[0] = given
+        elif "cfg" in kwargs:
+            kwargs["cfg"] = given
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+for _name in __all__:
+    _fn = globals()[_name]
+    if inspect.isfunction(_fn) and next(iter(inspect.signature(_fn).parameters), None) == "cfg":
+        globals()[_name] = _config_or_path(_fn)

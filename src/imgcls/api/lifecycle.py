@@ -5,6 +5,7 @@ through runstate.open_run; the steps call each other on the same Target, so the 
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -17,13 +18,13 @@ from ..config import RunConfig
 from ..data import manifest
 from ..data import validate as validate_mod
 from ..data.inputs import expand_inputs, local_only, read_image
-from ..errors import DataError, ProviderError, QualityGateFailed, UnsupportedError, UsageError
+from ..errors import DataError, ProviderError, QualityGateFailed, UnsupportedError, UsageError, strings
 from ..progress import Progress
 from ..providers import registry
 from ..providers.base import DatasetRef, Deployment, Evaluation, Prediction, Provider, TrainResult
 from ..runs import Run, write_json
 from . import costs
-from .runstate import QUIET, Target, build_manifest, open_run, provider_for
+from .runstate import QUIET, Target, build_manifest, load, open_run, provider_for
 
 # -- dataset ---------------------------------------------------------------------------------
 
@@ -31,6 +32,8 @@ from .runstate import QUIET, Target, build_manifest, open_run, provider_for
 def validate(cfg: RunConfig, fix: bool = False, run_id: str | None = None,
              progress: Progress = QUIET) -> dict:
     """Check the dataset against the provider's limits. Writes nothing unless `fix`."""
+    if cfg is None:
+        cfg = load(None, run_id=run_id)  # the run's own config
     cls = registry.get(cfg.provider)
     df = build_manifest(cfg, progress)
     progress.log(f"checking {len(df)} images against {cfg.provider}'s limits")
@@ -193,7 +196,7 @@ def evaluate(cfg: RunConfig | None, run_id: str | None = None, gates: list[str] 
     """Score the shared test split through the provider and compute our metrics locally. `data` (an
     adopted run only): evaluate on this dataset's test split instead, which the run then keeps."""
     from ..metrics import gates as gates_mod
-    parsed = gates_mod.parse_gates(gates)          # a typo is a usage error before any work
+    parsed = gates_mod.parse_gates(strings(gates, "gates"))  # a typo is a usage error before any work
     if data is not None:
         from .adopt import on_data
         cfg = on_data(cfg, run_id, data)
@@ -294,6 +297,7 @@ def predict(cfg: RunConfig | None, inputs: list[str], run_id: str | None = None,
 
     batch: through the provider's batch prediction instead (a Vertex AI batch prediction job, an Azure ML
     batch endpoint; local: in-process over the exported model), with the same predictions as online."""
+    inputs = _checked_predict_args(inputs, top_k, via)
     paths = expand_inputs(inputs)                  # a missing input is an error before any other work
     if batch and via == "endpoint":
         raise UsageError("--batch and --endpoint exclude each other",
@@ -306,11 +310,35 @@ def predict(cfg: RunConfig | None, inputs: list[str], run_id: str | None = None,
     return _predict(t, paths, top_k, via, progress)
 
 
+VIAS = ("auto", "offline", "endpoint")
+
+
+def _checked_predict_args(inputs, top_k, via) -> list[str]:
+    """What the CLI's types guarantee, for Python callers: paths as a list of str (one path or Path is a list
+    of one, not of its letters), top_k None or at least 1, a known `via`."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    try:
+        inputs = list(inputs)
+    except TypeError:
+        raise UsageError(f"predict takes image paths (a list of str or Path), not {type(inputs).__name__}") from None
+    wrong = [i for i in inputs if not isinstance(i, (str, os.PathLike))]
+    if wrong:
+        raise UsageError(f"predict takes image paths (str or Path), not {type(wrong[0]).__name__}",
+                         hint="write images in memory to files first, or POST them to a deployed endpoint")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise UsageError(f"top_k must be a whole number of at least 1, not {top_k!r}")
+    if via not in VIAS:
+        raise UsageError(f"via must be one of {', '.join(VIAS)}, not {via!r}")
+    return [os.fspath(i) for i in inputs]
+
+
 def _predict(t: Target, paths: list[str], top_k: int | None, via: str, progress: Progress) -> list[Prediction]:
     cfg, run = t.cfg, t.run
     local_only(paths)
     _, provider = _trained(t, progress)
     provider.prefer_endpoint = via == "endpoint" or (via == "auto" and run.step("deploy") is not None)
+    provider.endpoint_required = via == "endpoint"
     if via == "endpoint" and run.step("deploy") is None:
         raise UsageError(f"run {run.id} is not deployed", hint="run `imgcls deploy` first, or drop --endpoint")
     labels = labels_of_run(run)

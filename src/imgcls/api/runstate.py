@@ -16,7 +16,7 @@ import pandas as pd
 from .. import runs as runs_mod
 from ..config import RunConfig, load_config, resolve_path
 from ..data import importers, manifest, sources, split
-from ..errors import ConfigError, DataError, UsageError
+from ..errors import ConfigError, DataError, UsageError, strings
 from ..progress import Progress
 from ..providers import registry
 from ..providers.base import Provider
@@ -31,6 +31,10 @@ def load(config: str | Path | RunConfig | None, provider: str | None = None, ove
          run_id: str | None = None) -> RunConfig:
     """A validated RunConfig from a path (or a RunConfig, with provider/overrides applied). With no
     config but a `run_id`: the run's own copy of the config it was started with, overrides applied."""
+    overrides = strings(overrides, "overrides")
+    if config is not None and not isinstance(config, (str, os.PathLike, RunConfig)):
+        raise UsageError(f"load() takes a config file's path or a RunConfig, not {type(config).__name__}",
+                         hint="write the config to a YAML file, or build it with RunConfig.model_validate(dict)")
     if config is None:
         if not run_id:
             raise UsageError("no config given", hint="pass -c CONFIG, or --run RUN_ID (see `imgcls runs`)")
@@ -299,16 +303,20 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
     fresh = build_manifest(cfg, progress) if check_data else None
     data_fp = data_fingerprint(fresh) if fresh is not None else None
     config_fp = config_fingerprint(cfg)
-    with _choosing(root):  # two commands (or threads) starting on one config and data find one run
-        found, damaged = runs_mod.scan(root)
-        warn_damaged(damaged, cfg, progress)
-        if not new:
-            for run in found:
-                if is_run_of(run, cfg, config_fp, data_fp):
-                    return Target(cfg, run, fresh)
+    found, damaged = runs_mod.scan(root)
+    warn_damaged(damaged, cfg, progress)
+
+    def mine(runs: list[Run]) -> Run | None:
+        return None if new else next((r for r in runs if is_run_of(r, cfg, config_fp, data_fp)), None)
+
+    if (run := mine(found)) is not None:
+        return Target(cfg, run, fresh)
+    if not offline:  # a setting that would stop the first step leaves no run behind (nor a runs folder)
+        registry.get(cfg.provider).check_settings(cfg)
+    with _choosing(root):  # two commands (or threads) starting on one config and data make one run
+        if (run := mine(runs_mod.list_runs(root))) is not None:  # made by the other while this one waited
+            return Target(cfg, run, fresh)
         previous = runs_mod.latest(root, cfg.name, cfg.provider)
-        if not offline:  # a setting that would stop the first step leaves no run behind
-            registry.get(cfg.provider).check_settings(cfg)
         run = Run.create(root, cfg.name, cfg.provider, config_fp, data_fp)
         resolved = {**cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}
         import yaml

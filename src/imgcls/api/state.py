@@ -100,7 +100,7 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
     root = _root(cfg, runs_root)
     if run_id is None and cfg is None:
         return runs(root)
-    if run_id:
+    if run_id is not None:
         run = runs_mod.open_run(root, run_id)
     else:
         run = _run_of(cfg, root, progress)

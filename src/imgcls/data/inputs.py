@@ -18,9 +18,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     URIs), in a stable order: an import file's images in its own order."""
     out: list[str] = []
     for item in inputs:
-        item = item.strip()
-        if not item:
+        if not item.strip():
             continue
+        if item != item.strip() and not os.path.exists(item):
+            item = item.strip()  # a pasted list's stray blanks; a file named with them is taken as it is
         if "://" in item:  # every provider is sent the image's bytes, read here
             raise DataError(f"{item}: only local image files can be predicted",
                             hint="download it first (e.g. `curl -O` or `gcloud storage cp`), then give the file")

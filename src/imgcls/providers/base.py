@@ -124,8 +124,10 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities]
     limits: ClassVar[Limits]
     poll_interval: ClassVar[float] = 5.0
-    # predict sets this when the run is deployed; only providers that can also score offline read it
+    # predict sets this when the run is deployed; only providers that can also score offline read it, and
+    # without `endpoint_required` (predict --endpoint) they score offline when the endpoint is not up
     prefer_endpoint: bool = False
+    endpoint_required: bool = False
     # train --no-wait sets this: start the work and return; in-process engines start a worker instead
     background: bool = False
     # True: training reads the manifest's image files here (not an uploaded copy), so a resumed

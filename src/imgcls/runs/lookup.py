@@ -61,7 +61,7 @@ def list_runs(runs_dir: Path) -> list[Run]:
 
 
 def check_run_id(run_id: str) -> str:
-    if not _PLAIN_ID.fullmatch(run_id or "") or ".." in run_id:
+    if not isinstance(run_id, str) or not _PLAIN_ID.fullmatch(run_id) or ".." in run_id:
         raise UsageError(f"--run {run_id!r} is not a run id (a plain name such as t-local-20260101-120000-ab12, "
                          "not a path)", hint="list the runs with `imgcls runs`")
     return run_id

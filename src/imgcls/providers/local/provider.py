@@ -279,10 +279,13 @@ class LocalProvider(Provider):
     def score(self, images: list[bytes], names: list[str]) -> list[dict[str, float]]:
         if self.prefer_endpoint:
             server = self._live_server()
-            if server is None:
+            if server is not None:
+                return self._score_http(server["url"], images, names)
+            if self.endpoint_required:
                 raise ProviderError("the run's model server is not running",
                                     hint=f"`imgcls deploy --detach --run {self.run.id}` starts it")
-            return self._score_http(server["url"], images, names)
+            self.progress.warn("the run's model server is not running: scoring with its exported model here")
+            self.prefer_endpoint = False  # said once, for every chunk after this one too
         return self._score_offline(images, names)
 
     def batch_predict(self, model: TrainResult, uris: list[str]) -> dict[str, dict[str, float]]:
