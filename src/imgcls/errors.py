@@ -6,6 +6,9 @@ class ImgclsError(Exception):
     """Base of every error we raise on purpose. `hint` tells the user how to fix it."""
 
     exit_code = 1
+    # The "error" of --json output: the class's own name unless it is an internal refinement of one
+    # (a provider's "not found", which callers treat as gone) that users should see as its parent
+    shown_as: str | None = None
 
     def __init__(self, message: str, hint: str | None = None, **details):
         super().__init__(message)
@@ -17,7 +20,7 @@ class ImgclsError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
     def to_json(self) -> dict:
-        return {"error": type(self).__name__, "message": self.message, "hint": self.hint,
+        return {"error": self.shown_as or type(self).__name__, "message": self.message, "hint": self.hint,
                 "exit_code": self.exit_code, **({"details": self.details} if self.details else {})}
 
 

@@ -350,3 +350,11 @@ def test_one_not_found_answer_does_not_make_a_model_gone(fake, data):
     api.down(cfg, run.id)
     assert fake.state.versions == {}
     assert harness_aws.leftovers(fake, run, [NAMED]) == []
+
+
+def test_one_not_found_answer_while_a_dataset_is_built_is_looked_at_again(fake, data):
+    """Was exit 4 "could not build the TRAIN dataset: (0 entries with errors), check the images"."""
+    fake.fail("DescribeDataset", "ResourceNotFoundException", times=1)
+    run, ref = api.import_dataset(load(data))
+    assert len(fake.state.datasets) == 2 and [r["status"] for r in run.resources("dataset")] == ["active"] * 2
+    api.down(load(data), run.id)

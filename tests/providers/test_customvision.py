@@ -396,3 +396,19 @@ def test_too_few_images_outside_the_test_split_stop_before_anything_is_created(f
         api.import_dataset(cfg)
     assert "'red' has 4" in e.value.message and e.value.exit_code == 4
     assert fake.state.is_empty()
+
+
+def test_an_answer_that_is_not_json_is_a_provider_error_and_run_says_how_to_resume(fake, tmp_path):
+    """A 200 whose body is junk (a proxy, a cut answer) was "unexpected error" (exit 1) from the SDK's
+    deserializer; it is exit 6 naming the provider and step. `imgcls run` then names its run: the same
+    command without --run would start a second run (and a second project)."""
+    data = make_dataset(tmp_path / "data", {"red": 6, "green": 6, "blue": 6}, size=(64, 48))
+    cfg_path = write_cfg(tmp_path, data)
+    fake.faults.add("POST", r"/training/projects$", 200, headers={"Content-Type": "application/json"},
+                    body=b"<html>proxy</html>")
+    code, doc, _, err = cli("run", "-c", str(cfg_path), cwd=tmp_path)
+    assert code == 6 and doc["message"].startswith("customvision upload: an answer imgcls could not use"), err
+    assert doc["run"] and f"imgcls run --run {doc['run']}` resumes it" in doc["hint"] and "Traceback" not in err
+    code, doc2, _, err = cli("run", "-c", str(cfg_path), "--run", doc["run"], cwd=tmp_path)
+    assert code == 0 and doc2["run"] == doc["run"] and len(fake.state.projects) == 1, err
+    assert cli("down", "-c", str(cfg_path), cwd=tmp_path)[0] == 0

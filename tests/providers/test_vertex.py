@@ -430,3 +430,18 @@ def test_golden_import_file_and_requests(fake, data):
     assert content_type == "text/csv"
     _golden("import-multilabel.csv", "".join(",".join(norm(f) for f in line.split(",")) + "\n"
                                               for line in text.splitlines()))
+
+
+def test_operation_polls_that_keep_failing_are_a_provider_error_not_a_timeout(fake, data, monkeypatch):
+    """Every poll of the import's operation answers 500: api_core gives up on the polling calls and says
+    "timeout"; that was exit 8 "still running after 14400 s" after two minutes. It is a provider error
+    naming the failing polls (the resumable hint stays). Polling gives up after 2 s here, not 120."""
+    from google.api_core.retry import Retry, if_transient_error
+
+    from imgcls.providers.vertex import client
+    monkeypatch.setattr(client, "POLL_RPC_RETRY", Retry(predicate=if_transient_error, initial=0.1, maximum=0.5,
+                                                         timeout=2.0))
+    fake.faults.add("GET", r"/operations/", 500, times=-1)
+    with pytest.raises(ProviderError, match=r"asking Vertex AI how it goes failed for \d+ s") as err:
+        api.import_dataset(load(fake, data))
+    assert err.value.exit_code == 6 and "run the command again" in err.value.hint

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,22 +330,36 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
 
 
 @contextmanager
-def _choosing(root: Path):
-    """The project's lock on choosing a run or making one (held for milliseconds)."""
-    from filelock import FileLock, Timeout
+def _choosing(root: Path, wait: float = 60.0):
+    """The project's lock on choosing a run or making one (held for milliseconds): an flock on the runs
+    folder itself, so no lock file sits among the runs."""
     if root.exists() and not root.is_dir():
         raise ConfigError(f"the runs folder {root} is a file", hint="set runs_dir to a folder (default: .imgcls/runs)")
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(root / ".choosing.lock"), timeout=60)
-        lock.acquire()
-    except (OSError, Timeout) as exc:
-        raise DataError(f"cannot lock the runs folder {root} ({type(exc).__name__}: {exc})",
-                        hint="check that it is a writable folder; another imgcls may hold the lock") from None
+        import fcntl
+    except ImportError:  # no flock here (Windows): runs are still written atomically, one by one
+        yield
+        return
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY)
+    except OSError as exc:
+        raise DataError(f"cannot open the runs folder {root} ({exc.strerror})",
+                        hint="check that it is a folder you can write to") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DataError(f"the runs folder {root} stayed locked for {wait:g} s",
+                                    hint="another imgcls is choosing a run there; try again") from None
+                time.sleep(0.02)
         yield
     finally:
-        lock.release()
+        os.close(fd)  # closing it lets the lock go
 
 
 def is_run_of(run: Run, cfg: RunConfig, config_fp: str, data_fp: str | None = None) -> bool:

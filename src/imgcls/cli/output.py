@@ -51,6 +51,7 @@ class Cli(click.Group):
 
     def invoke(self, ctx: click.Context):
         state = ctx.ensure_object(State)
+        _opened().clear()  # in this process (a test's CliRunner), a run an earlier command opened is not this one's
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
@@ -58,11 +59,18 @@ class Cli(click.Group):
         except BrokenPipeError:
             _quiet_closed_pipe()
         except ImgclsError as exc:
-            report(state, exc.to_json(), str(exc))
+            doc, text, run = exc.to_json(), str(exc), next(iter(_opened()), None)
+            if run and "run" not in doc:  # what a CI script needs to resume it or take it down
+                doc["run"] = run
+                if ctx.invoked_subcommand == "run" and not state.run_id:  # `run` alone would start another
+                    resume = f"`imgcls run --run {run}` resumes it where it stopped (without --run, a new run starts)"
+                    hint = doc.get("hint") or ""
+                    doc["hint"] = resume if not hint or "same command" in hint else f"{hint}; then {resume}"
+                    text = f"{exc.message}\n  hint: {doc['hint']}"
+            report(state, doc, text)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            from ..api.runstate import LAST_OPENED
-            run = LAST_OPENED[0] if LAST_OPENED else None
+            run = next(iter(_opened()), None)
             again = f"run the same command with --run {run}" if run else "run the same command with --run RUN_ID"
             hint = f"what was recorded is kept: {again} to resume" + (f"; `imgcls status --run {run}` shows it"
                                                                       if run else "")
@@ -120,3 +128,10 @@ def _quiet_closed_pipe():
     except (OSError, ValueError, AttributeError):  # not a real file (click's CliRunner): nothing to silence
         pass
     sys.exit(EXIT_CLOSED_PIPE)
+
+
+def _opened() -> list:
+    """The run this command opened (api.runstate.LAST_OPENED), without importing the API to learn that
+    none was: `imgcls --help` stays fast."""
+    runstate = sys.modules.get("imgcls.api.runstate")
+    return runstate.LAST_OPENED if runstate is not None else []

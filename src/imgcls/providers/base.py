@@ -5,6 +5,7 @@ timeout, score the shared test split and compute our metrics locally — and cal
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from abc import ABC, abstractmethod
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ProviderError, TimedOut, UnsupportedError
+from ..errors import ImgclsError, ProviderError, TimedOut, UnsupportedError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,8 +118,38 @@ class CredentialStatus:
     detail: str
 
 
+# The hooks that talk to a service: what one of them raises that is not an imgcls error (an SDK's parse error
+# on an empty 200, a KeyError on an answer missing a field) becomes a ProviderError naming the provider and
+# the hook (exit 6, the run resumable), not "unexpected error" (exit 1).
+SERVICE_HOOKS = ("upload", "start_training", "poll_training", "describe_training", "deploy_model", "score",
+                 "delete", "find", "probe", "service_metrics", "export", "batch_predict", "adopt",
+                 "ensure_scoring", "undeploy", "reconcile")
+
+
+def _answers_checked(fn: Callable, hook: str) -> Callable:
+    @functools.wraps(fn)
+    def hook_call(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except ImgclsError:
+            raise
+        except Exception as exc:
+            raise ProviderError(f"{self.name} {hook}: an answer imgcls could not use ({type(exc).__name__}: "
+                                f"{str(exc)[:300]})",
+                                hint="the service, or a proxy before it, answered unexpectedly: run the same "
+                                     "command again (the run resumes); if it persists, -v shows where") from exc
+    return hook_call
+
+
 class Provider(ABC):
     """One backend. Subclasses set the class attributes and implement the hooks below."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.calls_a_service:
+            for hook in SERVICE_HOOKS:
+                if hook in cls.__dict__:
+                    setattr(cls, hook, _answers_checked(cls.__dict__[hook], hook))
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
@@ -136,6 +167,8 @@ class Provider(ABC):
     # Kinds a run may create and other runs then use (a compute cluster): `down` hands such a resource
     # on to a run that still lists it as live instead of deleting it under that run
     shared_kinds: ClassVar[tuple[str, ...]] = ()
+    # False for an engine in this process: what its hooks raise is a fault of ours, not a service's answer
+    calls_a_service: ClassVar[bool] = True
     # True: a ledger entry alone locates the resource (a pid, a path), so `down` and `status` work on a run
     # whose saved config is gone; False: the config says where to look (a project, a region, a workspace),
     # and looking in the wrong place would take a live resource for gone

@@ -24,7 +24,7 @@ from .settings import Settings
 AUTH_CODES = {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
               "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
               "InvalidClientTokenId", "MissingAuthenticationTokenException",
-              "403"}   # a HEAD answer has no body: S3 refusing the key or the bucket shows only as 403
+              "401", "403"}  # a HEAD answer has no body: S3 refusing the key or the bucket shows only so
 MISSING_CODES = {"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 CRED_HINT = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (`aws configure` or `aws sso login`), "
              "or aws.profile in the config")
@@ -32,6 +32,8 @@ CRED_HINT = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (`aws 
 
 class Missing(ProviderError):
     """The resource is not there: deletes and lookups treat it as gone."""
+
+    shown_as = "ProviderError"
 
 
 def find_credentials(profile: str | None) -> tuple[str | None, str | None, str | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -171,8 +172,12 @@ class AwsProvider(Provider):
         self.run.record("dataset", arn, name=name, type=kind, project=project)
 
         def look():
-            d = self.client.dataset(arn) or {}
-            status = d.get("Status", "gone")
+            d = self._confirmed(lambda: self.client.dataset(arn))
+            if d is None:
+                raise ProviderError(f"the {kind} dataset {arn} is gone while Custom Labels built it",
+                                    hint=f"was it deleted outside imgcls? `imgcls down --run {self.run.id}`, then "
+                                         "run again")
+            status = d.get("Status", "")
             if status.endswith("IN_PROGRESS"):
                 return "running", {"status": status}
             return ("succeeded" if status.endswith("COMPLETE") else "failed"), d
@@ -228,12 +233,14 @@ class AwsProvider(Provider):
         return res
 
     def _version(self, project: str, name: str) -> dict | None:
-        """The model version, or None once the service has said "no such version" GONE_CONFIRMATIONS times
-        in a row, seconds apart: one such answer (a version just created, not yet listed; the project's
-        eventual consistency) must not make a training look gone, start a duplicate, or let `down` forget
-        a started model."""
+        return self._confirmed(lambda: self.client.version(project, name))
+
+    def _confirmed(self, lookup: Callable[[], dict | None]) -> dict | None:
+        """What `lookup` finds, or None once the service has said "not there" GONE_CONFIRMATIONS times in a
+        row, seconds apart: one such answer (a resource just created, not yet listed: eventual consistency)
+        must not make a training look gone, start a duplicate, or let `down` forget a started model."""
         for attempt in range(GONE_CONFIRMATIONS):
-            found = self.client.version(project, name)
+            found = lookup()
             if found is not None or attempt == GONE_CONFIRMATIONS - 1:
                 return found
             time.sleep(min(self.poll_interval, 5.0))

@@ -39,6 +39,7 @@ class LocalProvider(Provider):
     trains_on_local_files = True
     serving_kinds = ("server",)
     ledger_locates = True
+    calls_a_service = False
     planner = "imgcls.providers.local.plan"
 
     @classmethod

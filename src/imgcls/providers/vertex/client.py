@@ -50,6 +50,8 @@ _RETRIED_IDEMPOTENT = _RETRIED + (gexc.InternalServerError, gexc.BadGateway, gex
 class Missing(ProviderError):
     """The resource is not there (HTTP 404): deletes and lookups treat it as gone."""
 
+    shown_as = "ProviderError"
+
 
 def credentials(s: Settings) -> tuple[Any, str | None]:
     """(credentials, their project) from Application Default Credentials, or anonymous for the test seam."""
@@ -75,9 +77,16 @@ class Pending:
         return self._op.operation.name.split("/operations/")[0]
 
     def result(self, timeout: float | None = LRO_TIMEOUT) -> dict:
+        started = time.monotonic()
         try:
             response = self._op.result(timeout=timeout, retry=POLL_RPC_RETRY, polling=POLLING)
-        except concurrent.futures.TimeoutError:
+        except concurrent.futures.TimeoutError as exc:
+            waited = time.monotonic() - started
+            if timeout is None or waited < 0.99 * timeout:  # api_core says "timeout" when its polling calls fail
+                last = getattr(exc.__cause__, "cause", None) or exc.__cause__
+                raise ProviderError(f"{self.what}: asking Vertex AI how it goes failed for {waited:.0f} s"
+                                    + (f" ({_first_line(last)})" if last else ""),
+                                    hint="it may still be running: run the command again to pick it up") from None
             raise TimedOut(f"{self.what} still running after {timeout:.0f} s",
                            hint="run the command again to pick it up") from None
         except Exception as exc:
