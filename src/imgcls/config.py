@@ -47,6 +47,13 @@ class DatasetConfig(Section):
     format: str = Field("auto", description="auto (from the source), or a registered import format's name.")
     test_source: str | None = Field(None, description="A separate test set in the same formats; its images are the test split.")
 
+    @field_validator("source", "test_source")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():  # "" would read the config's own folder as the dataset
+            raise ValueError("is empty: name the dataset's folder, file or URI (e.g. data/)")
+        return value
+
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:

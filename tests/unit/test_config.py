@@ -142,3 +142,12 @@ def test_fields_imgcls_sets_itself_are_not_keys_of_a_config_file(tmp_path, key):
     path.write_text(f"name: x\n{key}: something\ndataset: {{source: d}}\n")
     with pytest.raises(ConfigError, match=f"c.yaml:2: unknown key '{key}'"):
         load_config(path)
+
+
+@pytest.mark.parametrize("dataset", ['{source: ""}', '{source: "  "}', '{source: d, test_source: ""}'])
+def test_a_blank_dataset_source_is_refused(tmp_path, dataset):
+    """source "" used to read the config's own folder as the dataset."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: x\ndataset: {dataset}\n")
+    with pytest.raises(ConfigError, match="is empty: name the dataset's folder"):
+        load_config(path)

@@ -337,3 +337,24 @@ def test_requests_being_answered_hold_their_slots(artifact):
             assert status == 503 and "max_concurrent" in answer["error"], answer
             assert first.result()[0] == 200
         assert request(srv, "GET", "/health")[1]["in_flight"] == 0
+
+
+@pytest.mark.parametrize("file, content, says", [
+    ("labels.json", b"[1,2", "labels.json in .* is damaged"),
+    ("labels.json", b'["red"]', r"labels.json .* \(it names 1 labels; model.onnx scores 3\)"),
+    ("model.json", b"{", "model.json in .* is damaged"),
+    ("preprocessing.json", b'{"size": "x"}', "preprocessing.json in .* is damaged"),
+    ("model.onnx", b"\x08\x07garbage", "model.onnx in .* is damaged"),
+])
+def test_a_damaged_model_file_is_a_data_error_naming_it(artifact, tmp_path, file, content, says):
+    """A file of the exported model changed after training: a DataError naming it, not onnxruntime's or
+    json's error; a labels.json shorter than the model's output used to score under the wrong names."""
+    import shutil
+
+    from imgcls.errors import DataError
+    from imgcls.providers.local.predict import OnnxClassifier
+
+    copy = shutil.copytree(artifact, tmp_path / "model")
+    (copy / file).write_bytes(content)
+    with pytest.raises(DataError, match=says):
+        OnnxClassifier(copy)

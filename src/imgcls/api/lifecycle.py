@@ -123,7 +123,12 @@ def labels_of_run(run: Run) -> list[str]:
     step = run.step("import")
     if not step:
         raise UsageError(f"run {run.id} has no dataset yet", hint="run `imgcls dataset-import` first")
-    return list(step["labels"])
+    labels = step.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise DataError(f"the ledger of run {run.id} lists no labels for its dataset (steps.import.labels)",
+                        hint="was the ledger edited? restore it from ledger.json.bak beside it, or start a new "
+                             "run (drop --run)")
+    return list(labels)
 
 
 # -- training --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,15 @@ class OnnxClassifier:
         if not (artifact_dir / "model.onnx").exists():
             raise UsageError(f"no exported model in {artifact_dir} (model.onnx is missing)",
                              hint="train and export first: imgcls train")
-        self.labels: list[str] = json.loads((artifact_dir / "labels.json").read_text())
-        self.info: dict = json.loads((artifact_dir / "model.json").read_text())
-        self.multilabel: bool = self.info.get("task") == "multilabel"
-        self.preprocessing = read_preprocessing(artifact_dir)
+        with _damaged(artifact_dir / "labels.json"):
+            self.labels: list[str] = json.loads((artifact_dir / "labels.json").read_text())
+            if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):
+                raise ValueError("not a list of label names")
+        with _damaged(artifact_dir / "model.json"):
+            self.info: dict = json.loads((artifact_dir / "model.json").read_text())
+            self.multilabel: bool = self.info.get("task") == "multilabel"
+        with _damaged(artifact_dir / "preprocessing.json"):
+            self.preprocessing = read_preprocessing(artifact_dir)
         int8 = artifact_dir / "model.int8.onnx"
         self.precision = "int8" if precision == "auto" and int8.exists() else "fp32"
         options = ort.SessionOptions()
@@ -38,8 +44,13 @@ class OnnxClassifier:
         # Spinning workers would take the cores from the decoding threads (measured +20-30% images/s).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model = int8 if self.precision == "int8" else artifact_dir / "model.onnx"
-        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
+        with _damaged(model):
+            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._input = self._session.get_inputs()[0].name
+            outputs = self._session.get_outputs()[0].shape[-1]
+        with _damaged(artifact_dir / "labels.json"):
+            if isinstance(outputs, int) and outputs != len(self.labels):  # scores would go to the wrong names
+                raise ValueError(f"it names {len(self.labels)} labels; {model.name} scores {outputs}")
         # Decoding is Pillow C code that releases the GIL, so threads overlap it with inference.
         self._pool = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="imgcls-decode")
 
@@ -76,3 +87,19 @@ class OnnxClassifier:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextmanager
+def _damaged(path: Path):
+    """A file of the exported model that cannot be read is a DataError naming it, not a library's error."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"the exported model's {path.name} in {path.parent} is damaged ({exc})",
+                        hint="it was changed after training: train a new run (drop --run), or restore the file") from None
+    except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail...) share no public base
+        if type(exc).__module__.startswith("onnxruntime"):
+            raise DataError(f"the exported model's {path.name} in {path.parent} is damaged "
+                            f"({str(exc).splitlines()[0][:200]})",
+                            hint="it was changed after training: train a new run (drop --run), or restore the file") from None
+        raise
