@@ -412,3 +412,16 @@ def test_an_answer_that_is_not_json_is_a_provider_error_and_run_says_how_to_resu
     code, doc2, _, err = cli("run", "-c", str(cfg_path), "--run", doc["run"], cwd=tmp_path)
     assert code == 0 and doc2["run"] == doc["run"] and len(fake.state.projects) == 1, err
     assert cli("down", "-c", str(cfg_path), cwd=tmp_path)[0] == 0
+
+
+def test_status_says_why_a_resource_shows_as_unknown(fake, tmp_path):
+    """A 401 while status asks about the project: still exit 0 and "unknown", and now the reason is given."""
+    data = make_dataset(tmp_path / "data", {"red": 6, "green": 6, "blue": 6}, size=(64, 48))
+    cfg = api.load(write_cfg(tmp_path, data))
+    run, _ = api.import_dataset(cfg)
+    fake.faults.add("GET", r"/training/projects/[^/]+$", 401, times=None)
+    out = api.status(cfg, run.id)
+    assert "unknown" in [r["observed"] for r in out["resources"]]
+    assert out["unchecked"].startswith("resources not checked with customvision: ") and "401" in out["unchecked"]
+    fake.faults.clear()
+    api.down(cfg, run.id)

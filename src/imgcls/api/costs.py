@@ -13,7 +13,7 @@ from ..progress import Progress
 from ..providers import registry
 from ..providers.base import Deployment, Provider, TrainResult
 from ..runs import Run
-from .runstate import QUIET, address, runs_dir
+from .runstate import QUIET, address, ask, runs_dir
 
 # -- plan -------------------------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ def guarded_deploy(run: Run, provider: Provider, model: TrainResult, expires_at=
     except (TimedOut, KeyboardInterrupt):
         raise
     except Exception as exc:
-        made = _ask(lambda: provider.deploy_made(before), [])
+        made = ask(lambda: provider.deploy_made(before), [])
         if not made:
             raise
         outcome = _after_failed_deploy(run, provider, made, keep_on_failure, exc, progress)
@@ -194,13 +194,6 @@ def _settle(provider: Provider, run: Run, res: dict) -> dict | None:
         run.mark_deleted(res, "abandoned")       # the same resource is recorded under its id: taken down there
         return None
     return run.record(res["kind"], rid, name=res["name"], **found)
-
-
-def _ask(look, fallback):
-    try:
-        return look()
-    except (ImgclsError, OSError):
-        return fallback
 
 
 # -- down --expired and status --all ------------------------------------------------------------

@@ -17,7 +17,7 @@ import pandas as pd
 from .. import runs as runs_mod
 from ..config import RunConfig, load_config, resolve_path
 from ..data import importers, manifest, sources, split
-from ..errors import ConfigError, DataError, UsageError, strings
+from ..errors import ConfigError, DataError, ImgclsError, UsageError, strings
 from ..progress import Progress
 from ..providers import registry
 from ..providers.base import Provider
@@ -360,6 +360,17 @@ def _choosing(root: Path, wait: float = 60.0):
         yield
     finally:
         os.close(fd)  # closing it lets the lock go
+
+
+def ask(look, fallback, failed: list[str] | None = None):
+    """A read-only look at the service whose failure is reported, not raised (status, doctor, down's
+    bookkeeping): `fallback` then, and what went wrong appended to `failed`."""
+    try:
+        return look()
+    except (ImgclsError, OSError) as exc:
+        if failed is not None:
+            failed.append(getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        return fallback
 
 
 def is_run_of(run: Run, cfg: RunConfig, config_fp: str, data_fp: str | None = None) -> bool:

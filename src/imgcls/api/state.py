@@ -14,6 +14,7 @@ from ..runs import Run
 from ..runs.store import LedgerStore, now
 from .runstate import (
     QUIET,
+    ask,
     build_manifest,
     config_fingerprint,
     data_fingerprint,
@@ -113,18 +114,21 @@ def status(cfg: RunConfig | None = None, run_id: str | None = None, runs_root: s
         provider, unchecked = None, exc.message
     else:
         unchecked = None
+    failed: list[str] = []  # what the provider answered when asked: why something shows as unknown
     op = run.operation("train")
     if op and op.get("state") == "running" and provider is not None:
-        state, details = _ask(lambda: provider.describe_training(op), ("unknown", {}))
+        state, details = ask(lambda: provider.describe_training(op), ("unknown", {}), failed)
         op = {**op, "state": state, **{k: v for k, v in details.items() if k in ("status", "error", "model_id")}}
     resources = []
     for res in run.ledger["resources"]:
         seen = res["status"]
         if res["status"] == "active":
-            seen = _ask(lambda r=res: provider.probe(r), "unknown") if provider is not None else "unknown"
+            seen = ask(lambda r=res: provider.probe(r), "unknown", failed) if provider is not None else "unknown"
         resources.append({**res, "observed": seen})
     out = {"run": run.id, "path": str(run.path), "provider": run.provider, "created": run.ledger["created"],
            "state": _state(run), "steps": run.ledger["steps"], "training": op, "resources": resources}
+    if failed and not unchecked:
+        unchecked = failed[0] + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
     if unchecked:
         out["unchecked"] = f"resources not checked with {run.provider}: {unchecked}"
     from .costs import expiry_view
@@ -144,14 +148,6 @@ def report_path(run_id: str | None = None, runs_root: str | Path | None = None, 
                              hint="`imgcls evaluate` makes one")
         run_id = run.id
     return path_of(run_id, _root(cfg, runs_root) if cfg is not None else runs_root)
-
-
-def _ask(look, fallback):
-    """A read-only look at the service; its failure is shown as unknown, not raised (status reports)."""
-    try:
-        return look()
-    except (ImgclsError, OSError):
-        return fallback
 
 
 def _run_of(cfg: RunConfig, root: Path, progress: Progress) -> Run | None:
@@ -359,7 +355,7 @@ def _reconcile(run: Run, progress: Progress) -> list[dict]:
         return [{"kind": p["kind"], "name": p.get("name"), "result": f"not checked: {exc.message}"} for p in pending]
     out = []
     for p in pending:
-        found = _ask(lambda p=p: provider.find(p), "unknown")
+        found = ask(lambda p=p: provider.find(p), "unknown")
         if found == "unknown":
             out.append({"kind": p["kind"], "name": p.get("name"), "result": "not checked (the service did not answer)"})
         elif found is None:
