@@ -114,9 +114,11 @@ def _fail_azureml(fake):
 
 
 def _fail_aws(fake):
-    # the model starts; the first look at it afterwards is refused
-    fake.hooks.add("POST", r"^/StartProjectVersion$",
-                   lambda *_: fake.fail("DescribeProjectVersions", "ResourceNotFoundException"), when="after")
+    # the model starts; the looks at it afterwards say it is not there, as often as imgcls asks before
+    # believing it (one such answer is taken for the service's eventual consistency)
+    from imgcls.providers.aws.provider import GONE_CONFIRMATIONS
+    fake.hooks.add("POST", r"^/StartProjectVersion$", lambda *_: fake.fail(
+        "DescribeProjectVersions", "ResourceNotFoundException", times=GONE_CONFIRMATIONS), when="after")
 
 
 FAIL = {"vertex": _fail_vertex, "customvision": _fail_customvision, "azureml": _fail_azureml, "aws": _fail_aws}
