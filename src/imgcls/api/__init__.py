@@ -25,13 +25,12 @@ from .lifecycle import (
     export,
     import_dataset,
     labels_of_run,
-    predict,
     run,
-    to_prediction,
     train,
     validate,
 )
 from .migrate import migrate
+from .predicting import predict, to_prediction
 from .runstate import (
     build_manifest,
     config_fingerprint,

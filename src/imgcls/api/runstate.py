@@ -7,8 +7,6 @@ import hashlib
 import json
 import os
 import re
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,7 +312,7 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
         return Target(cfg, run, fresh)
     if not offline:  # a setting that would stop the first step leaves no run behind (nor a runs folder)
         registry.get(cfg.provider).check_settings(cfg)
-    with _choosing(root):  # two commands (or threads) starting on one config and data make one run
+    with runs_mod.choosing(root):  # two commands (or threads) starting on one config and data make one run
         if (run := mine(runs_mod.list_runs(root))) is not None:  # made by the other while this one waited
             return Target(cfg, run, fresh)
         previous = runs_mod.latest(root, cfg.name, cfg.provider)
@@ -327,39 +325,6 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
         run.set_fields(started_because=reason)
         progress.warn(reason)
     return Target(cfg, run, fresh)
-
-
-@contextmanager
-def _choosing(root: Path, wait: float = 60.0):
-    """The project's lock on choosing a run or making one (held for milliseconds): an flock on the runs
-    folder itself, so no lock file sits among the runs."""
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"the runs folder {root} is a file", hint="set runs_dir to a folder (default: .imgcls/runs)")
-    try:
-        import fcntl
-    except ImportError:  # no flock here (Windows): runs are still written atomically, one by one
-        yield
-        return
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root, os.O_RDONLY)
-    except OSError as exc:
-        raise DataError(f"cannot open the runs folder {root} ({exc.strerror})",
-                        hint="check that it is a folder you can write to") from None
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DataError(f"the runs folder {root} stayed locked for {wait:g} s",
-                                    hint="another imgcls is choosing a run there; try again") from None
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # closing it lets the lock go
 
 
 def ask(look, fallback, failed: list[str] | None = None):

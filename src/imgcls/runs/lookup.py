@@ -1,13 +1,17 @@
 """Finding runs: the project's runs folder from any directory under it, a run by its id (a plain name,
-never a path), the latest run of a config, and the runs whose ledger is damaged (reported, not hidden)."""
+never a path), the latest run of a config, the runs whose ledger is damaged (reported, not hidden), and
+the lock under which a run is chosen or made."""
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import ConfigError, DataError, UsageError
 from .run import Run
 from .store import LedgerDamaged
 
@@ -111,3 +115,36 @@ def latest(runs_dir: Path, name: str, provider: str, fingerprint: str | None = N
                 and (data_fingerprint is None or led.get("data_fingerprint") == data_fingerprint):
             return run
     return None
+
+
+@contextmanager
+def choosing(root: Path, wait: float = 60.0):
+    """The project's lock on choosing a run or making one (held for milliseconds): an flock on the runs
+    folder itself, so no lock file sits among the runs."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"the runs folder {root} is a file", hint="set runs_dir to a folder (default: .imgcls/runs)")
+    try:
+        import fcntl
+    except ImportError:  # no flock here (Windows): runs are still written atomically, one by one
+        yield
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY)
+    except OSError as exc:
+        raise DataError(f"cannot open the runs folder {root} ({exc.strerror})",
+                        hint="check that it is a folder you can write to") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DataError(f"the runs folder {root} stayed locked for {wait:g} s",
+                                    hint="another imgcls is choosing a run there; try again") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # closing it lets the lock go
