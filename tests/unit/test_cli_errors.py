@@ -59,6 +59,9 @@ def test_validate_json_and_fix(messy, tmp_path):
     assert doc["errors"] == 0 and any(d.endswith("twin.jpg") for d in doc["dropped"])
     assert snapshot(messy) == user_files  # the user's files are untouched
     assert Path(doc["fixed_manifest"]).is_file()
+    again = json.loads(imgcls("--json", "validate", "--fix", "-c", str(cfg), cwd=tmp_path).stdout)
+    assert again["run"] == doc["run"] and again["dropped"] == doc["dropped"]  # the same fix: the same run
+    assert len(list((tmp_path / ".imgcls" / "runs").iterdir())) == 1
 
 
 @pytest.mark.parametrize("body,needle", [

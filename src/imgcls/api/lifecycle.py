@@ -24,7 +24,18 @@ from ..providers import registry
 from ..providers.base import DatasetRef, Deployment, Evaluation, Provider, TrainResult
 from ..runs import Run, write_json
 from . import costs
-from .runstate import QUIET, Target, build_manifest, load, open_run, provider_for
+from .runstate import (
+    QUIET,
+    Target,
+    build_manifest,
+    config_fingerprint,
+    data_fingerprint,
+    is_run_of,
+    load,
+    open_run,
+    provider_for,
+    runs_dir,
+)
 
 # -- dataset ---------------------------------------------------------------------------------
 
@@ -44,18 +55,34 @@ def validate(cfg: RunConfig, fix: bool = False, run_id: str | None = None,
               "warnings": len(findings) - len(validate_mod.errors(findings))}
     if fix:
         cleaned, dropped = _clean(df, cls.limits, cfg)
-        run = open_run(cfg, run_id, new=run_id is None, check_data=False, offline=True).run
-        if run_id is None:   # the run's data is the source as read now, before cleaning
-            from .runstate import data_fingerprint
-            run.set_fields(data_fingerprint=data_fingerprint(df))
-        manifest.write(cleaned, run.file("manifest.jsonl"))
-        run.set_step("validate", {"fixed": True, "dropped": dropped, "images": len(cleaned)})
+        run = _fixed_already(cfg, df, cleaned) if run_id is None else None
+        if run is None:
+            run = open_run(cfg, run_id, new=run_id is None, check_data=False, offline=True).run
+            if run_id is None:   # the run's data is the source as read now, before cleaning
+                run.set_fields(data_fingerprint=data_fingerprint(df))
+            manifest.write(cleaned, run.file("manifest.jsonl"))
+            run.set_step("validate", {"fixed": True, "dropped": dropped, "images": len(cleaned)})
+        else:
+            progress.log(f"run {run.id} already holds these images with this fix: the next steps use it")
         result.update(fixed_manifest=str(run.file("manifest.jsonl")), run=run.id, dropped=dropped,
                       summary=manifest.summary(cleaned))
         remaining = validate_mod.errors(validate_mod.check(cleaned, cls.limits, cfg.provider, cfg.multilabel))
         result["errors"] = len(remaining)
         result["findings_after_fix"] = [f.to_json() for f in remaining]
     return result
+
+
+def _fixed_already(cfg: RunConfig, df: pd.DataFrame, cleaned: pd.DataFrame) -> Run | None:
+    """A run of this config and data whose manifest holds exactly the images and labels of this fix (made
+    by an earlier `validate --fix`, or imported and trained since): fixing again reuses it, untouched. A new
+    run each time left the next command a fresh run to train."""
+    config_fp, data_fp, fixed_fp = config_fingerprint(cfg), data_fingerprint(df), data_fingerprint(cleaned)
+    for run in runs_mod.list_runs(runs_dir(cfg)):
+        path = run.file("manifest.jsonl")
+        if is_run_of(run, cfg, config_fp, data_fp) and path.exists() \
+                and data_fingerprint(manifest.read(path)) == fixed_fp:
+            return run
+    return None
 
 
 def _clean(df: pd.DataFrame, limits, cfg: RunConfig) -> tuple[pd.DataFrame, list[str]]:
