@@ -202,14 +202,15 @@ def down(cfg: RunConfig | None = None, run_id: str | None = None, keep: tuple[st
 
 
 # The kinds `down`'s --keep-project/--keep-model/--keep-dataset stand for: kept quietly when no run holds one.
-KEEP_SHORTHANDS = frozenset({"project", "image", "model", "dataset", "data", "blob", "object"})
+KEEP_SHORTHANDS = {"project": ("project", "image"), "model": ("model",), "dataset": ("dataset", "data", "blob", "object")}
 
 
 def _check_keep(keep: tuple[str, ...], targets: list[Run]) -> None:
     """A kind to keep that no run holds is a typo until shown otherwise: refused before anything is deleted
     (`--keep sever` must not take the server down)."""
     held = sorted({r["kind"] for run in targets for r in run.live()})
-    unknown = [k for k in keep if k not in held and k not in KEEP_SHORTHANDS]
+    shorthands = {kind for kinds in KEEP_SHORTHANDS.values() for kind in kinds}
+    unknown = [k for k in keep if k not in held and k not in shorthands]
     if unknown and held:
         raise UsageError(f"--keep {', '.join(unknown)}: no run here holds a resource of that kind (they hold: "
                          f"{', '.join(held)}); nothing was deleted", hint="give --keep one of the kinds they hold")

@@ -79,8 +79,9 @@ def down(state: State, dry_run, keep, keep_project, keep_model, keep_dataset, ex
         from .costs import render_expired
         emit(state, api.down_expired(runs_dir, dry_run=dry_run, progress=state.progress), render_expired)
         return
-    kinds = set(keep) | ({"project", "image"} if keep_project else set()) | ({"model"} if keep_model else set()) \
-        | ({"dataset", "data", "blob", "object"} if keep_dataset else set())
+    from ..api.state import KEEP_SHORTHANDS
+    kinds = set(keep).union(*(KEEP_SHORTHANDS[what] for what, given in
+                              (("project", keep_project), ("model", keep_model), ("dataset", keep_dataset)) if given))
     cfg = load(state)
     result = api.down(cfg, state.run_id, tuple(sorted(kinds)), dry_run=dry_run, progress=state.progress)
     emit(state, result, render_down)
