@@ -217,7 +217,7 @@ class Target:
         return self._manifest
 
 
-def address(cfg: RunConfig | None, run_id: str | None) -> tuple[RunConfig, Run]:
+def address(cfg: RunConfig | None, run_id: str | None, progress: Progress = QUIET) -> tuple[RunConfig, Run]:
     """(config, run) for `--run ID`: the run's own config when none is given, else the given one checked
     against the run's provider. Without a config, the run is looked up in the project's runs folder."""
     if not run_id:
@@ -230,25 +230,23 @@ def address(cfg: RunConfig | None, run_id: str | None) -> tuple[RunConfig, Run]:
             return cfg.model_copy(update={"provider": run.provider}), run
         raise UsageError(f"run {run.id} belongs to provider '{run.provider}', not '{cfg.provider}'",
                          hint=f"pass --provider {run.provider}, or start a new run without --run")
-    saved = _saved_config(run)
-    if saved is not None and saved.task != cfg.task and not run.ledger.get("adopted"):
-        # its model and its scores are of the run's task: scoring them as another would overwrite them with nonsense
-        raise UsageError(f"run {run.id} is a {saved.task} run; this config says task: {cfg.task}",
-                         hint="drop --run to start a run of this config, or give --run alone (the run's own config)")
+    if cfg.from_run != run.id:  # a config of the user's, not the run's own: does it fit the run?
+        try:
+            saved = run.config()
+        except ConfigError:
+            return cfg, run
+        if saved.task != cfg.task and not run.ledger.get("adopted"):
+            # its model and its scores are of the run's task: scoring them as another would overwrite them
+            raise UsageError(f"run {run.id} is a {saved.task} run; this config says task: {cfg.task}",
+                             hint="drop --run to start a run of this config, or give --run alone (the run's own "
+                                  "config)")
+        _warn_train_settings(cfg, saved, run, progress)
     return cfg, run
 
 
-def _saved_config(run: Run) -> RunConfig | None:
-    try:
-        return run.config()
-    except ConfigError:
-        return None
-
-
-def _warn_train_settings(cfg: RunConfig, run: Run, progress: Progress) -> None:
+def _warn_train_settings(cfg: RunConfig, saved: RunConfig, run: Run, progress: Progress) -> None:
     """A trained run keeps its model: train settings of the config given now do not change it."""
-    saved = _saved_config(run)
-    if saved is None or (run.step("train") or {}).get("status") != "succeeded":
+    if (run.step("train") or {}).get("status") != "succeeded":
         return
     differ = sorted(k for k, v in cfg.train.model_dump().items()
                     if k != "max_cost_usd" and saved.train.model_dump().get(k) != v)  # a cap makes no other model
@@ -277,9 +275,7 @@ def _open_run(cfg: RunConfig | None, run_id: str | None, new: bool, check_data: 
     data is refused (DataError) unless `allow_data_change`, and without --run changed data start a new run."""
     if run_id:
         given = cfg
-        cfg, run = address(cfg, run_id)
-        if given is not None and given.from_run != run.id:
-            _warn_train_settings(cfg, run, progress)
+        cfg, run = address(cfg, run_id, progress)
         imported = (run.step("import") or {}).get("complete")
         if given is None or given.from_run == run.id or not check_data or not imported:
             return Target(cfg, run)   # an import that did not finish reads the source again
