@@ -94,12 +94,12 @@ def _damaged(path: Path):
     """A file of the exported model that cannot be read is a DataError naming it, not a library's error."""
     try:
         yield
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DataError(f"the exported model's {path.name} in {path.parent} is damaged ({exc})",
+    except Exception as exc:
+        if isinstance(exc, (OSError, ValueError, TypeError, KeyError, AttributeError)):
+            reason = str(exc)
+        elif type(exc).__module__.startswith("onnxruntime"):  # InvalidProtobuf, Fail...: no public base class
+            reason = str(exc).splitlines()[0][:200]
+        else:
+            raise
+        raise DataError(f"the exported model's {path.name} in {path.parent} is damaged ({reason})",
                         hint="it was changed after training: train a new run (drop --run), or restore the file") from None
-    except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail...) share no public base
-        if type(exc).__module__.startswith("onnxruntime"):
-            raise DataError(f"the exported model's {path.name} in {path.parent} is damaged "
-                            f"({str(exc).splitlines()[0][:200]})",
-                            hint="it was changed after training: train a new run (drop --run), or restore the file") from None
-        raise
