@@ -203,27 +203,32 @@ def _check_length(request: Request, limit: int) -> None:
                           f"(deploy.limits.max_body_bytes)")
 
 
-async def _read_body(request: Request, model: Model, held: list[int]) -> bytes:
-    """The whole body, its bytes counted in `model.held` (and in held[0], for the caller to give back) as
-    they arrive: 503 when the bodies in memory would pass their budget, whatever the slots say."""
-    limit, chunks = model.limits.max_body_bytes, []
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":  # gone, or cut off by the read deadline: nobody reads this
-            raise Refused(408, "the client went away before sending the whole body")
-        chunk, more = message.get("body", b""), message.get("more_body", False)
-        refusal = Unread if more else Refused
-        if held[0] + len(chunk) > limit:
-            raise refusal(413, f"request body is over the limit of {limit} bytes (deploy.limits.max_body_bytes)")
-        if model.held + len(chunk) > model.held_budget:
-            raise refusal(503, f"busy: {model.held} bytes of request bodies in memory, the most the endpoint holds "
-                               f"(deploy.limits.max_concurrent x max_body_bytes); retry after {RETRY_AFTER_SECONDS} s",
-                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        chunks.append(chunk)
-        held[0] += len(chunk)
-        model.held += len(chunk)
-        if not more:
-            return b"".join(chunks)
+async def _read_body(request: Request, model: Model) -> bytes:
+    """The whole body, its bytes counted in `model.held` as they arrive (the caller gives back len(body) once
+    answered; a refused body's are given back here): 503 when the bodies in memory would pass their budget,
+    whatever the slots say."""
+    limit, chunks, size = model.limits.max_body_bytes, [], 0
+    try:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":  # gone, or cut off by the read deadline: nobody reads this
+                raise Refused(408, "the client went away before sending the whole body")
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            refusal = Unread if more else Refused
+            if size + len(chunk) > limit:
+                raise refusal(413, f"request body is over the limit of {limit} bytes (deploy.limits.max_body_bytes)")
+            if model.held + len(chunk) > model.held_budget:
+                raise refusal(503, f"busy: {model.held} bytes of request bodies in memory, the most the endpoint "
+                                   f"holds (deploy.limits.max_concurrent x max_body_bytes); retry after "
+                                   f"{RETRY_AFTER_SECONDS} s", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            chunks.append(chunk)
+            size += len(chunk)
+            model.held += len(chunk)
+            if not more:
+                return b"".join(chunks)
+    except BaseException:
+        model.held -= size
+        raise
 
 
 async def _drained(request: Request) -> bool:
@@ -279,9 +284,10 @@ async def predict(request: Request) -> JSONResponse:
         return await _refusal(request, exc)
     # The body's bytes count from the first (model.held); a slot is taken once it is all in, so a slow
     # client keeps no slot from the others (read_timeout cuts it off), as a buffering proxy in front would.
-    held, slot = [0], False
+    size, slot = 0, False
     try:
-        raw = await _read_body(request, model, held)
+        raw = await _read_body(request, model)
+        size = len(raw)
         model.check_slot()
         model.in_flight, slot = model.in_flight + 1, True
         loop = asyncio.get_running_loop()
@@ -292,7 +298,7 @@ async def predict(request: Request) -> JSONResponse:
     except Refused as exc:
         return await _refusal(request, exc)
     finally:
-        model.held -= held[0]
+        model.held -= size
         model.in_flight -= slot
 
 
